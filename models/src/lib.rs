@@ -1,0 +1,17 @@
+//! flood-models — the contract between the trainer and the runtime.
+//!
+//! A segmentation ONNX is only half a model: the runtime must also know which bands go in, in
+//! which order and units, how they are normalised, what size of tile the graph takes, and what
+//! the output means. [`Manifest`] says all of that. It travels inside the ONNX
+//! (`metadata_props`, key [`MANIFEST_METADATA_KEY`]) or as a TOML sidecar. This crate is compiled
+//! for the field devices too, so it stays small: serde, toml, thiserror, sha2.
+
+mod digest;
+mod error;
+mod manifest;
+
+pub use digest::Digest;
+pub use error::ManifestError;
+pub use manifest::{
+    Manifest, ModelInput, OutputKind, Preprocess, SampleType, Units, MANIFEST_METADATA_KEY,
+};

@@ -1,0 +1,192 @@
+//! `floodrt eval`: score a model on hand-labelled chips in the Sen1Floods11 layout.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{progress_bar, ModelArgs, PreparedModel};
+use crate::metrics::{Confusion, Scores};
+use crate::pipeline::{segment, SegmentConfig};
+use crate::scene::Scene;
+use crate::sink::{MemorySink, RowSink};
+
+/// Score a model on labelled chips: per-chip and pooled water IoU, F1, precision, recall.
+///
+/// DIR holds `S1Hand/*_S1Hand.tif` and `LabelHand/*_LabelHand.tif` (the Sen1Floods11 layout).
+/// Pixels labelled −1 or without input data are left out. "Pooled" adds the confusion counts
+/// of all chips before dividing, as the Sen1Floods11 baselines report.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Folder in the Sen1Floods11 layout.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// One JSON object on stdout (`pooled.iou` is the pooled water IoU).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(serde::Serialize)]
+struct ChipResult {
+    chip: String,
+    #[serde(flatten)]
+    confusion: Confusion,
+    #[serde(flatten)]
+    scores: Scores,
+    water_fraction_pred: f64,
+}
+
+pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let pairs = chip_pairs(&args.data)?;
+    let prepared = args.model.prepare()?;
+    let cfg = SegmentConfig {
+        overlap_px: args.model.overlap,
+        scene_units: args.model.scene_units.into(),
+        threshold: prepared.manifest.output.threshold,
+    };
+    let bar = progress_bar(quiet || args.json, "evaluating");
+    bar.set_length(pairs.len() as u64);
+    let mut chips = Vec::new();
+    let mut pooled = Confusion::default();
+    for (chip, s1, label) in &pairs {
+        let result = evaluate_chip(&prepared, &cfg, chip, s1, label)
+            .with_context(|| format!("evaluating chip {chip}"))?;
+        pooled.add(&result.confusion);
+        chips.push(result);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let scores = pooled.scores();
+    if args.json {
+        let out = serde_json::json!({
+            "model": { "name": prepared.manifest.name, "source": prepared.file.source, "sha256": prepared.file.digest.to_hex() },
+            "tile_px": prepared.engine.config.tile_px,
+            "overlap_px": cfg.overlap_px,
+            "chips": chips,
+            "pooled": { "chips": chips.len(), "tp": pooled.tp, "fp": pooled.fp, "fn": pooled.fn_, "tn": pooled.tn,
+                        "iou": scores.iou, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "miou": scores.miou },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&chips, &pooled, &scores);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// (chip name, S1 path, label path) for every S1 chip that has a label, sorted by name.
+fn chip_pairs(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
+    let s1_dir = dir.join("S1Hand");
+    let entries = std::fs::read_dir(&s1_dir).with_context(|| {
+        format!(
+            "cannot list {}; --data must hold S1Hand/ and LabelHand/ (the Sen1Floods11 layout)",
+            s1_dir.display()
+        )
+    })?;
+    let mut pairs = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let Some(chip) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix("_S1Hand.tif"))
+        else {
+            continue;
+        };
+        let label = dir.join("LabelHand").join(format!("{chip}_LabelHand.tif"));
+        if label.exists() {
+            pairs.push((chip.to_string(), path.clone(), label));
+        } else {
+            log::info!("{chip}: no label in LabelHand/, skipped");
+        }
+    }
+    pairs.sort();
+    if pairs.is_empty() {
+        anyhow::bail!("no labelled chips in {}: expected S1Hand/NAME_S1Hand.tif with LabelHand/NAME_LabelHand.tif", dir.display());
+    }
+    Ok(pairs)
+}
+
+fn evaluate_chip(
+    prepared: &PreparedModel,
+    cfg: &SegmentConfig,
+    chip: &str,
+    s1: &Path,
+    label_path: &Path,
+) -> anyhow::Result<ChipResult> {
+    let (scene, _) = prepared.open_scene(s1)?;
+    let label_scene = Scene::open(label_path, 16 << 20)?;
+    if (label_scene.width(), label_scene.height()) != (scene.width(), scene.height()) {
+        anyhow::bail!(
+            "{} is {}×{} but {} is {}×{}",
+            label_path.display(),
+            label_scene.width(),
+            label_scene.height(),
+            s1.display(),
+            scene.width(),
+            scene.height()
+        );
+    }
+    let mut memory = MemorySink::default();
+    {
+        let mut sinks: Vec<Box<dyn RowSink + '_>> = vec![Box::new(&mut memory)];
+        segment(
+            &scene,
+            &prepared.engine,
+            &prepared.manifest,
+            cfg,
+            &mut sinks,
+            &indicatif::ProgressBar::hidden(),
+        )?;
+    }
+    let window = label_scene.read_window(0, 0, label_scene.height(), label_scene.width())?;
+    // −1 is "no label"; a label file that declares −1 as no-data reads as NaN.
+    let label: Vec<i16> = window
+        .band(0)
+        .iter()
+        .map(|&v| if v.is_nan() { -1 } else { v as i16 })
+        .collect();
+    let confusion = Confusion::count(&memory.mask, &label);
+    let water = memory.mask.iter().filter(|&&m| m == 1).count();
+    Ok(ChipResult {
+        chip: chip.to_string(),
+        confusion,
+        scores: confusion.scores(),
+        water_fraction_pred: water as f64 / memory.mask.len().max(1) as f64,
+    })
+}
+
+fn print_table(chips: &[ChipResult], pooled: &Confusion, scores: &Scores) {
+    let f = |v: Option<f64>| v.map_or("   -  ".to_string(), |x| format!("{x:6.4}"));
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>6}",
+        "chip", "tp", "fp", "fn", "iou", "f1", "prec", "recall"
+    );
+    for c in chips {
+        let s = &c.scores;
+        println!(
+            "{:<24} {:>9} {:>9} {:>9} {} {} {} {}",
+            c.chip,
+            c.confusion.tp,
+            c.confusion.fp,
+            c.confusion.fn_,
+            f(s.iou),
+            f(s.f1),
+            f(s.precision),
+            f(s.recall)
+        );
+    }
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {} {} {} {}",
+        format!("pooled ({} chips)", chips.len()),
+        pooled.tp,
+        pooled.fp,
+        pooled.fn_,
+        f(scores.iou),
+        f(scores.f1),
+        f(scores.precision),
+        f(scores.recall)
+    );
+}

@@ -1,0 +1,98 @@
+//! `floodrt info`: what a model takes and gives, its manifest, size and operators.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::ModelArgs;
+
+/// Describe a model: inputs, outputs, manifest, parameter count, operator histogram.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// ONNX model [default: the embedded baseline].
+    pub model: Option<PathBuf>,
+    /// Manifest (TOML) for a model that carries none.
+    #[arg(long, value_name = "M.toml")]
+    pub manifest: Option<PathBuf>,
+    /// One JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
+    let model_args = ModelArgs {
+        model: args.model.clone(),
+        manifest: args.manifest.clone(),
+        tile: None,
+        overlap: 0,
+        threads: Some(1),
+        max_memory: None,
+        scene_units: super::model::SceneUnits::Db,
+    };
+    let (file, manifest) = match model_args.load_file_and_manifest() {
+        Ok((file, manifest)) => (file, Some(manifest)),
+        Err(err) => {
+            // A model without a manifest can still be described.
+            let file = match &args.model {
+                Some(p) => crate::engine::ModelFile::read(p)?,
+                None => return Err(err),
+            };
+            log::warn!("{err:#}");
+            (file, None)
+        }
+    };
+    let info = file.info();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "model": info, "manifest": manifest })
+            )?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("model       {}", info.source);
+    println!("sha256      {}", info.sha256);
+    println!("opset       {}", info.opset);
+    for t in &info.inputs {
+        println!(
+            "input       {} {} [{}]",
+            t.name,
+            t.element_type,
+            t.shape.join(", ")
+        );
+    }
+    for t in &info.outputs {
+        println!(
+            "output      {} {} [{}]",
+            t.name,
+            t.element_type,
+            t.shape.join(", ")
+        );
+    }
+    println!(
+        "parameters  {} ({:.2} MiB of weights)",
+        info.parameters,
+        info.weight_bytes as f64 / 1048576.0
+    );
+    let ops: Vec<String> = info
+        .operators
+        .iter()
+        .map(|(op, n)| format!("{op} ×{n}"))
+        .collect();
+    println!("operators   {}", ops.join(", "));
+    match manifest {
+        Some(m) => println!(
+            "\nmanifest{}:\n{}",
+            if args.manifest.is_some() {
+                " (from --manifest)"
+            } else {
+                " (embedded)"
+            },
+            m.to_toml()
+        ),
+        None => println!("\nmanifest    none; pass --manifest M.toml to run this model"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,92 @@
+//! The `floodrt` command line: one file per subcommand, each with its `Args` and `run`.
+
+mod demo;
+mod eval;
+mod info;
+mod model;
+mod segment;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use model::{ModelArgs, PreparedModel};
+
+/// Map flood water in Sentinel-1 radar scenes, offline, on small machines.
+///
+/// floodrt cuts a GeoTIFF scene into overlapping tiles, runs a segmentation model (ONNX, via
+/// tract) on them in batches, blends the tiles back without seams and streams a georeferenced
+/// water mask to disk. Memory stays bounded however large the scene.
+///
+/// Start with `floodrt demo`, then `floodrt segment SCENE.tif -o mask.tif`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "floodrt",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// No progress bar and no summary; errors are still printed.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Segment(segment::SegmentArgs),
+    Eval(eval::EvalArgs),
+    Info(info::InfoArgs),
+    Demo(demo::DemoArgs),
+}
+
+/// Parses `std::env::args`, runs, and maps the outcome to an exit code: 0 ok, 2 error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("floodrt: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Segment(args) => segment::run(args, quiet),
+        Command::Eval(args) => eval::run(args, quiet),
+        Command::Info(args) => info::run(args),
+        Command::Demo(args) => demo::run(args, quiet),
+    }
+}
+
+/// A progress bar on stderr, hidden when quiet or when stderr is not a terminal.
+pub(crate) fn progress_bar(quiet: bool, what: &str) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let style =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}

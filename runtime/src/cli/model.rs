@@ -1,0 +1,150 @@
+//! Options shared by every command that runs a model, and turning them into a ready engine.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use flood_models::{Manifest, Units};
+
+use crate::baseline;
+use crate::budget::{parse_size, MemoryPlan};
+use crate::engine::{Engine, EngineConfig, ModelFile};
+use crate::scene::Scene;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Segmentation model (ONNX). Default: the embedded VH-threshold baseline.
+    #[arg(long, value_name = "M.onnx")]
+    pub model: Option<PathBuf>,
+    /// Manifest (TOML) for a model that carries none in its metadata.
+    #[arg(long, value_name = "M.toml")]
+    pub manifest: Option<PathBuf>,
+    /// Tile side in pixels [default: the manifest's]. Fixed-shape models accept only their own.
+    #[arg(long, value_name = "N")]
+    pub tile: Option<usize>,
+    /// Overlap between neighbouring tiles, in pixels; blended to hide seams. 0 = plain grid.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub overlap: usize,
+    /// Threads for the model's matrix products [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Memory cap, e.g. 512MiB; refused at once when the model and one batch cannot fit.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// Units of the scene's radar bands.
+    #[arg(long, value_enum, default_value_t = SceneUnits::Db)]
+    pub scene_units: SceneUnits,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum SceneUnits {
+    Db,
+    Linear,
+}
+
+impl From<SceneUnits> for Units {
+    fn from(u: SceneUnits) -> Units {
+        match u {
+            SceneUnits::Db => Units::Db,
+            SceneUnits::Linear => Units::Linear,
+        }
+    }
+}
+
+/// A model loaded, checked against its manifest and prepared to run.
+pub struct PreparedModel {
+    pub file: ModelFile,
+    pub manifest: Manifest,
+    pub engine: Engine,
+    pub budget: Option<u64>,
+}
+
+impl ModelArgs {
+    pub fn load_file_and_manifest(&self) -> anyhow::Result<(ModelFile, Manifest)> {
+        let file = match &self.model {
+            Some(path) => ModelFile::read(path)?,
+            None => ModelFile::from_bytes(baseline::NAME.into(), &baseline::onnx_bytes())?,
+        };
+        let manifest = match &self.manifest {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read manifest {}", path.display()))?;
+                Manifest::from_toml(&text).with_context(|| format!("{}", path.display()))?
+            }
+            None => file.embedded_manifest()?.with_context(|| {
+                format!(
+                    "{} carries no manifest in its metadata; pass one with --manifest M.toml",
+                    file.source
+                )
+            })?,
+        };
+        Ok((file, manifest))
+    }
+
+    pub fn prepare(&self) -> anyhow::Result<PreparedModel> {
+        let (file, manifest) = self.load_file_and_manifest()?;
+        let budget = self.max_memory.as_deref().map(parse_size).transpose()?;
+        let config = EngineConfig {
+            tile_px: self.tile.unwrap_or(manifest.input.tile_px as usize),
+            batch: manifest.input.batch as usize,
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1),
+        };
+        let engine = Engine::new(&file, &manifest, config)?;
+        log::info!(
+            "model {} ({}): tile {} px, batch {}, {} threads, weights {:.1} MiB, activations {:.1} MiB per batch",
+            manifest.name,
+            file.source,
+            config.tile_px,
+            config.batch,
+            config.threads,
+            engine.weight_bytes as f64 / 1048576.0,
+            engine.activation_peak_bytes as f64 / 1048576.0
+        );
+        Ok(PreparedModel {
+            file,
+            manifest,
+            engine,
+            budget,
+        })
+    }
+}
+
+impl PreparedModel {
+    /// Opens `path` within the memory plan and checks it has the bands the model expects.
+    pub fn open_scene(&self, path: &std::path::Path) -> anyhow::Result<(Scene, MemoryPlan)> {
+        let probe = Scene::open(path, 0)?;
+        let plan = MemoryPlan::new(&self.engine, probe.width(), probe.bands(), self.budget)?;
+        drop(probe);
+        let scene = Scene::open(path, plan.block_cache_bytes as usize)?;
+        let m = &self.manifest;
+        if scene.bands() != m.band_count() {
+            anyhow::bail!(
+                "{} has {} band(s), but model {} expects {} ({}); give a scene with exactly those bands in that order",
+                path.display(),
+                scene.bands(),
+                m.name,
+                m.band_count(),
+                m.input.bands.join(", ")
+            );
+        }
+        if !m.input.scene_sample_types.contains(&scene.sample_type()) {
+            let allowed: Vec<_> = m
+                .input
+                .scene_sample_types
+                .iter()
+                .map(|t| t.name())
+                .collect();
+            anyhow::bail!(
+                "{} holds {} samples, but model {} takes {} scenes; convert it (e.g. gdal_translate -ot Float32) or use a model for this data",
+                path.display(),
+                scene.sample_type().name(),
+                m.name,
+                allowed.join(" or ")
+            );
+        }
+        Ok((scene, plan))
+    }
+}

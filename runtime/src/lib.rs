@@ -1,0 +1,22 @@
+//! floodrt — offline, tiled, memory-bounded flood segmentation of satellite scenes.
+//!
+//! One module per stage of the data flow:
+//! ```text
+//!   scene ──▶ tiles ──▶ engine ──▶ blend ──▶ sink
+//! (GeoTIFF)  (grid)    (tract)    (seams)   (GeoTIFF/COG mask, probability, GeoJSON, metrics)
+//! ```
+//! `pipeline` drives them one batch at a time; `budget` checks up front that a run fits its
+//! memory cap; `baseline` builds the embedded default model; `cli` is the `floodrt` binary.
+
+pub mod area;
+pub mod baseline;
+pub mod blend;
+pub mod budget;
+pub mod cli;
+pub mod engine;
+pub mod metrics;
+pub mod pipeline;
+pub mod scene;
+pub mod sink;
+pub mod synth;
+pub mod tiles;
