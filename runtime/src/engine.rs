@@ -338,11 +338,23 @@ impl Engine {
     /// probability of every pixel (`batch × tile_px²`).
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>, EngineError> {
         let c = self.config;
-        let tensor = tract_ndarray::Array4::from_shape_vec(
-            (c.batch, self.bands, c.tile_px, c.tile_px),
-            input,
-        )
-        .map_err(|e| EngineError::Run(e.to_string()))?;
+        let raw = self.run_raw(input)?;
+        let pixels = c.tile_px * c.tile_px;
+        Ok(water_probability(
+            self.output,
+            self.water_class,
+            &raw,
+            c.batch,
+            pixels,
+        ))
+    }
+
+    /// The model's output tensor as it comes (logits or probabilities), flattened NCHW.
+    pub fn run_raw(&self, input: Vec<f32>) -> Result<Vec<f32>, EngineError> {
+        let c = self.config;
+        let shape = (c.batch, self.bands, c.tile_px, c.tile_px);
+        let tensor = tract_ndarray::Array4::from_shape_vec(shape, input)
+            .map_err(|e| EngineError::Run(e.to_string()))?;
         let outputs = self
             .plan
             .run(tvec!(Tensor::from(tensor).into()))
@@ -350,16 +362,7 @@ impl Engine {
         let out = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| EngineError::Run(format!("{e:#}")))?;
-        let values = out
-            .as_slice()
-            .ok_or_else(|| EngineError::Run("output is not contiguous".into()))?;
-        Ok(water_probability(
-            self.output,
-            self.water_class,
-            values,
-            c.batch,
-            c.tile_px * c.tile_px,
-        ))
+        Ok(out.iter().copied().collect())
     }
 }
 

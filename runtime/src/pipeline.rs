@@ -171,7 +171,7 @@ fn emit_row(
 /// Writes one tile into its `bands × tile_px × tile_px` slot of the batch, preprocessed as the
 /// manifest says. A window smaller than the tile (a scene smaller than one tile) is mirrored
 /// into the rest, which keeps the model's view of the edge natural rather than a black wall.
-fn fill_input(
+pub fn fill_input(
     slot: &mut [f32],
     window: &Window,
     manifest: &Manifest,

@@ -1,1 +1,12 @@
+//! End-to-end tests of `floodrt`: the real binary on the shared Sentinel-1 chips and model.
+//! Tests that need `../shared` (or `$FLOOD_SHARED`) skip with a message when it is absent;
+//! GDAL checks skip likewise when `gdalinfo` is missing, except in CI, where they must run.
 
+#[macro_use]
+mod util;
+
+mod errors;
+mod eval;
+mod golden;
+mod scene_formats;
+mod segment;

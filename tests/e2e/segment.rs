@@ -1,0 +1,260 @@
+//! `floodrt segment` and `demo` on real chips: outputs checked with GDAL.
+
+use std::path::Path;
+
+use crate::util::{chip, floodrt, gdalinfo, read_json, run_ok, unet, unet_manifest, validate_cog};
+
+fn assert_georeferenced_like(output: &Path, input: &Path) {
+    let (Some(out), Some(inp)) = (gdalinfo(output), gdalinfo(input)) else {
+        return;
+    };
+    assert_eq!(
+        out["geoTransform"], inp["geoTransform"],
+        "{output:?} geotransform"
+    );
+    assert_eq!(out["size"], inp["size"]);
+    let wkt = out["coordinateSystem"]["wkt"].as_str().unwrap_or("");
+    assert!(
+        wkt.contains("4326") || wkt.contains("WGS 84"),
+        "{output:?} CRS: {wkt}"
+    );
+    let band = &out["bands"][0];
+    assert_eq!(band["type"], "Byte");
+    assert_eq!(band["noDataValue"], 255.0);
+    assert_eq!(out["metadata"]["IMAGE_STRUCTURE"]["COMPRESSION"], "DEFLATE");
+    assert!(
+        band["block"][0].as_u64().unwrap() < inp["size"][0].as_u64().unwrap()
+            || band["block"][0] == 256,
+        "tiled"
+    );
+}
+
+#[test]
+fn segment_writes_a_georeferenced_mask_probability_polygons_and_report() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = chip(&shared, "Spain_7370579");
+    let (mask, prob, vector, report) = (
+        dir.path().join("m.tif"),
+        dir.path().join("p.tif"),
+        dir.path().join("w.geojson"),
+        dir.path().join("r.json"),
+    );
+    run_ok(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(&mask)
+            .arg("--probability")
+            .arg(&prob)
+            .arg("--vector")
+            .arg(&vector)
+            .arg("--report")
+            .arg(&report)
+            .arg("--model")
+            .arg(unet(&shared))
+            .arg("--manifest")
+            .arg(unet_manifest())
+            .arg("--quiet"),
+    );
+    assert_georeferenced_like(&mask, &scene);
+    assert_georeferenced_like(&prob, &scene);
+    if let Some(info) = gdalinfo(&mask) {
+        let band = &info["bands"][0];
+        assert_eq!(band["minimum"], 0.0);
+        assert_eq!(band["maximum"], 1.0);
+    }
+    if let Some(info) = gdalinfo(&prob) {
+        assert!(info["bands"][0]["maximum"].as_f64().unwrap() <= 100.0);
+    }
+    let r = read_json(&report);
+    let stats = &r["stats"];
+    assert_eq!(stats["width"], 512);
+    let water = stats["water_pixels"].as_f64().unwrap();
+    let valid = water + stats["land_pixels"].as_f64().unwrap();
+    // A 8.983e-5° pixel is ~9.99 m tall and ~9.99 m · cos(latitude) wide.
+    let lat = read_json_geotransform_lat(&scene);
+    let expected = (8.983e-5f64 * 111.195).powi(2) * lat.to_radians().cos();
+    let per_pixel = stats["water_area_km2"].as_f64().unwrap() / water;
+    assert!(
+        (per_pixel / expected - 1.0).abs() < 0.01,
+        "{per_pixel} km² per pixel, expected {expected}"
+    );
+    assert!((r["water_fraction"].as_f64().unwrap() - water / valid).abs() < 1e-12);
+    let geojson: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&vector).unwrap()).unwrap();
+    let features = geojson["features"].as_array().unwrap();
+    let pixels: u64 = features
+        .iter()
+        .map(|f| f["properties"]["pixels"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        pixels as f64, water,
+        "polygons cover exactly the water pixels"
+    );
+    let first = &features[0]["geometry"]["coordinates"][0][0];
+    assert!(
+        first[0].as_f64().unwrap() < 0.0 && first[1].as_f64().unwrap() > 35.0,
+        "Spain in lon/lat: {first}"
+    );
+}
+
+#[test]
+fn cog_output_passes_gdal_validation() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = chip(&shared, "Nigeria_812045");
+    let mask = dir.path().join("cog.tif");
+    run_ok(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(&mask)
+            .arg("--cog")
+            .arg("-q"),
+    );
+    assert_georeferenced_like(&mask, &scene);
+    if let Some(info) = gdalinfo(&mask) {
+        assert!(
+            !info["bands"][0]["overviews"].as_array().unwrap().is_empty(),
+            "COG has overviews"
+        );
+    }
+    if let Some((ok, text)) = validate_cog(&mask) {
+        assert!(ok, "COG validator: {text}");
+    }
+}
+
+#[test]
+fn an_all_nan_scene_gives_an_all_no_data_mask() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let (mask, report) = (dir.path().join("m.tif"), dir.path().join("r.json"));
+    run_ok(
+        floodrt()
+            .arg("segment")
+            .arg(chip(&shared, "Paraguay_34417"))
+            .arg("-o")
+            .arg(&mask)
+            .arg("--report")
+            .arg(&report)
+            .arg("-q"),
+    );
+    let r = read_json(&report);
+    assert_eq!(r["nodata_fraction"], 1.0);
+    assert_eq!(r["stats"]["water_pixels"], 0);
+    if let Some(info) = gdalinfo(&mask) {
+        // GDAL finds no valid pixel to compute statistics over.
+        assert!(
+            info["bands"][0]["minimum"].is_null(),
+            "{}",
+            info["bands"][0]
+        );
+    }
+}
+
+#[test]
+fn the_max_memory_budget_is_honoured_or_refused_early() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let mask = dir.path().join("m.tif");
+    let scene = chip(&shared, "Spain_7370579");
+    let err = crate::util::run_err(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(&mask)
+            .args(["--max-memory", "8MiB"])
+            .arg("--model")
+            .arg(unet(&shared))
+            .arg("--manifest")
+            .arg(unet_manifest()),
+    );
+    assert!(
+        err.contains("--max-memory 8 MiB cannot hold this run")
+            && err.contains("one batch of 4 tiles"),
+        "{err}"
+    );
+    assert!(!mask.exists());
+    let report = dir.path().join("r.json");
+    run_ok(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(&mask)
+            .args(["--max-memory", "256MiB", "-q", "--report"])
+            .arg(&report),
+    );
+    let peak = read_json(&report)["peak_rss_mib"].as_f64().unwrap();
+    assert!(peak < 256.0, "peak RSS {peak} MiB over a 256 MiB budget");
+}
+
+#[test]
+fn demo_runs_end_to_end_with_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    run_ok(
+        floodrt()
+            .args(["demo", "--size", "512", "-q", "--out"])
+            .arg(&out),
+    );
+    for f in [
+        "scene.tif",
+        "mask.tif",
+        "probability.tif",
+        "report.json",
+        "quicklook.png",
+    ] {
+        assert!(out.join(f).is_file(), "demo wrote no {f}");
+    }
+    let r = read_json(&out.join("report.json"));
+    let fraction = r["water_fraction"].as_f64().unwrap();
+    assert!(
+        fraction > 0.05 && fraction < 0.6,
+        "synthetic scene water fraction {fraction}"
+    );
+    assert!(
+        r["nodata_fraction"].as_f64().unwrap() > 0.0,
+        "the no-data wedge shows as no data"
+    );
+    assert_georeferenced_like(&out.join("mask.tif"), &out.join("scene.tif"));
+}
+
+#[test]
+fn info_describes_the_real_unet() {
+    let shared = need_shared!();
+    let out = run_ok(
+        floodrt()
+            .arg("info")
+            .arg(unet(&shared))
+            .arg("--manifest")
+            .arg(unet_manifest())
+            .arg("--json"),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["model"]["inputs"][0]["shape"],
+        serde_json::json!(["4", "2", "256", "256"])
+    );
+    assert!(v["model"]["operators"]["ConvTranspose"].as_u64().unwrap() > 0);
+    // 536,194 initializer values, as `onnx` counts them.
+    assert_eq!(v["model"]["parameters"], 536_194);
+    assert_eq!(v["manifest"]["name"], "eoepca-sen1floods11-unet");
+    let text = run_ok(floodrt().arg("info"));
+    assert!(
+        text.contains("embedded:vh-threshold") && text.contains("Slice ×1"),
+        "{text}"
+    );
+}
+
+/// Latitude of the scene's centre, from GDAL when present, else Spain_7370579's known value.
+fn read_json_geotransform_lat(scene: &Path) -> f64 {
+    match gdalinfo(scene) {
+        Some(info) => info["cornerCoordinates"]["center"][1].as_f64().unwrap(),
+        None => 39.0,
+    }
+}
