@@ -1,7 +1,7 @@
 //! Blend: overlapping tile outputs become one seamless probability surface. Each pixel's water
 //! probability is the weighted mean of the tiles that cover it (weights from
 //! [`TileGrid::weight`]), so weights always sum to 1. Only the rows still awaiting a tile are
-//! held: at most about one tile's height of the scene width, never the scene.
+//! held: at most about one tile's height of one stripe's width, never the scene.
 
 use std::collections::VecDeque;
 
@@ -14,22 +14,29 @@ struct Row {
     valid: Vec<bool>,
 }
 
-/// A finished row: water probability per pixel, NaN where the input had no data.
+/// A finished row of the blender's columns: water probability per pixel, NaN where the input
+/// had no data.
 pub struct FinishedRow {
     pub y: usize,
+    /// Scene column of `probability[0]`.
+    pub x0: usize,
     pub probability: Vec<f32>,
 }
 
 pub struct Blender {
+    /// First scene column the buffered rows hold.
+    x0: usize,
     width: usize,
     first_row: usize,
     rows: VecDeque<Row>,
 }
 
 impl Blender {
-    pub fn new(grid: &TileGrid) -> Blender {
+    /// A blender for scene columns `x0..x1`.
+    pub fn new(x0: usize, x1: usize) -> Blender {
         Blender {
-            width: grid.width,
+            x0,
+            width: x1 - x0,
             first_row: 0,
             rows: VecDeque::new(),
         }
@@ -63,7 +70,7 @@ impl Blender {
             let row = &mut self.rows[tile.y + r - self.first_row];
             for c in 0..tile.cols {
                 let w = grid.weight(tile, r, c);
-                let x = tile.x + c;
+                let x = tile.x + c - self.x0;
                 row.sum[x] += w * probability[r * tile.cols + c];
                 row.weight[x] += w;
                 row.valid[x] &= valid(r, c);
@@ -87,6 +94,7 @@ impl Blender {
                 .collect();
             done.push(FinishedRow {
                 y: self.first_row,
+                x0: self.x0,
                 probability,
             });
             self.first_row += 1;
@@ -111,7 +119,7 @@ mod tests {
         p: impl Fn(&Tile) -> f32,
     ) -> Vec<FinishedRow> {
         let grid = TileGrid::new(w, h, tile, overlap).unwrap();
-        let mut blender = Blender::new(&grid);
+        let mut blender = Blender::new(0, grid.width);
         let mut out = Vec::new();
         let tiles: Vec<_> = grid.tiles().collect();
         for (i, t) in tiles.iter().enumerate() {
@@ -161,7 +169,7 @@ mod tests {
     #[test]
     fn no_data_stays_no_data() {
         let grid = TileGrid::new(64, 64, 64, 0).unwrap();
-        let mut b = Blender::new(&grid);
+        let mut b = Blender::new(0, grid.width);
         let t = grid.tiles().next().unwrap();
         b.add(&grid, &t, &vec![0.9; 64 * 64], |r, c| r != 3 || c != 5);
         let rows = b.take_finished(64);

@@ -42,7 +42,7 @@ pub struct MemoryPlan {
     pub resident_bytes: u64,
     /// Live tensors while one batch runs, plus the batch's input and output buffers.
     pub batch_bytes: u64,
-    /// Blender rows and output strips (proportional to scene width, not height).
+    /// Blender rows and output strips (proportional to stripe width, not scene size).
     pub rows_bytes: u64,
     /// Decoded GeoTIFF blocks kept for neighbouring tiles.
     pub block_cache_bytes: u64,
@@ -53,7 +53,7 @@ impl MemoryPlan {
         self.resident_bytes + self.batch_bytes + self.rows_bytes + self.block_cache_bytes
     }
 
-    /// Plans a run of `engine` over a scene `width` pixels wide with `bands` bands.
+    /// Plans a run of `engine` over stripes `width` pixels wide (tiles included) with `bands` bands.
     pub fn new(
         engine: &Engine,
         width: usize,
@@ -70,7 +70,7 @@ impl MemoryPlan {
         let rows_bytes = (span_rows * Blender::bytes_per_row(width) + 2 * 256 * width) as u64;
         let resident_bytes = current_rss_bytes().unwrap_or(16 * MIB + 2 * engine.weight_bytes);
         let fixed = resident_bytes + batch_bytes + rows_bytes;
-        let default_cache = 64 * MIB;
+        let default_cache = 32 * MIB;
         let Some(budget) = budget else {
             return Ok(MemoryPlan {
                 resident_bytes,

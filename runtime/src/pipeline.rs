@@ -13,11 +13,13 @@ use crate::blend::{Blender, FinishedRow};
 use crate::engine::Engine;
 use crate::scene::{Scene, Window};
 use crate::sink::{MaskRow, RowSink, NODATA};
-use crate::tiles::{Tile, TileGrid};
+use crate::tiles::{Stripe, TileGrid};
 
 #[derive(Clone, Debug)]
 pub struct SegmentConfig {
     pub overlap_px: usize,
+    /// Columns owned by one vertical stripe; a multiple of 256 (see [`default_stripe_px`]).
+    pub stripe_px: usize,
     pub scene_units: Units,
     pub threshold: f32,
 }
@@ -27,7 +29,10 @@ pub struct SegmentConfig {
 pub struct Stats {
     pub width: usize,
     pub height: usize,
+    /// Tiles in the grid.
     pub tiles: usize,
+    /// Tiles run, counting the ones on stripe borders that run in both stripes.
+    pub tiles_run: usize,
     pub batches: usize,
     pub water_pixels: u64,
     pub land_pixels: u64,
@@ -63,109 +68,164 @@ pub fn segment(
     progress: &ProgressBar,
 ) -> anyhow::Result<Stats> {
     let started = Instant::now();
-    let tile_px = engine.config.tile_px;
-    let batch = engine.config.batch;
-    let grid = TileGrid::new(scene.width(), scene.height(), tile_px, cfg.overlap_px)?;
-    let tiles: Vec<Tile> = grid.tiles().collect();
-    let mut blender = Blender::new(&grid);
-    let area = PixelArea::of(scene);
-    let mut stats = Stats {
-        width: scene.width(),
-        height: scene.height(),
-        tiles: tiles.len(),
-        ..Stats::default()
+    let grid = TileGrid::new(
+        scene.width(),
+        scene.height(),
+        engine.config.tile_px,
+        cfg.overlap_px,
+    )?;
+    let stripes = grid.stripes(cfg.stripe_px);
+    let mut run = Run {
+        scene,
+        engine,
+        manifest,
+        cfg,
+        grid: &grid,
+        area: PixelArea::of(scene),
+        stats: Stats {
+            width: scene.width(),
+            height: scene.height(),
+            tiles: grid.len(),
+            ..Stats::default()
+        },
+        water_m2: 0.0,
+        valid_m2: 0.0,
     };
-    let (mut water_m2, mut valid_m2) = (0f64, 0f64);
-    progress.set_length(tiles.len() as u64);
-
-    let bands = manifest.band_count();
-    let plane = tile_px * tile_px;
-    for (b, chunk) in tiles.chunks(batch).enumerate() {
-        let mut input = vec![0f32; batch * bands * plane];
-        let mut windows = Vec::with_capacity(chunk.len());
-        for (slot, tile) in chunk.iter().enumerate() {
-            let window = scene
-                .read_window(tile.y, tile.x, tile.rows, tile.cols)
-                .with_context(|| format!("reading {tile}"))?;
-            fill_input(
-                &mut input[slot * bands * plane..(slot + 1) * bands * plane],
-                &window,
-                manifest,
-                cfg.scene_units,
-                tile_px,
-            );
-            windows.push(window);
+    progress.set_length(stripes.iter().map(|s| s.tiles.len() as u64).sum());
+    for stripe in &stripes {
+        for sink in sinks.iter_mut() {
+            sink.begin_stripe(stripe.x0, stripe.x1)?;
         }
-        let model_started = Instant::now();
-        let probability = engine.run(input).with_context(|| {
-            format!(
-                "running the model on batch {b} ({} tiles from {})",
-                chunk.len(),
-                chunk[0]
-            )
-        })?;
-        stats.model_seconds += model_started.elapsed().as_secs_f64();
-        stats.batches += 1;
-        for (slot, (tile, window)) in chunk.iter().zip(&windows).enumerate() {
-            let p = &probability[slot * plane..(slot + 1) * plane];
-            let cropped: Vec<f32> = (0..tile.rows)
-                .flat_map(|r| p[r * tile_px..r * tile_px + tile.cols].iter().copied())
-                .collect();
-            blender.add(&grid, tile, &cropped, |r, c| window.is_valid(r, c));
-        }
-        progress.inc(chunk.len() as u64);
-        let done = b * batch + chunk.len();
-        let upto = tiles
-            .get(done)
-            .map_or(scene.height(), |next| grid.row_start(next.grid_row));
-        for row in blender.take_finished(upto) {
-            let m2 = area.row_m2(row.y);
-            let (water, land) = emit_row(&row, cfg.threshold, sinks)?;
-            stats.water_pixels += water;
-            stats.land_pixels += land;
-            stats.nodata_pixels += scene.width() as u64 - water - land;
-            if let Some(m2) = m2 {
-                water_m2 += water as f64 * m2;
-                valid_m2 += (water + land) as f64 * m2;
-            }
-        }
+        run.stripe(stripe, sinks, progress)?;
     }
-    if !matches!(area, PixelArea::Unknown) {
-        stats.water_area_km2 = Some(water_m2 / 1e6);
-        stats.valid_area_km2 = Some(valid_m2 / 1e6);
+    let mut stats = run.stats;
+    if !matches!(run.area, PixelArea::Unknown) {
+        stats.water_area_km2 = Some(run.water_m2 / 1e6);
+        stats.valid_area_km2 = Some(run.valid_m2 / 1e6);
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
 }
 
-/// Thresholds a finished row into the mask, hands it to every sink, returns (water, land) counts.
-fn emit_row(
-    row: &FinishedRow,
-    threshold: f32,
-    sinks: &mut [Box<dyn RowSink + '_>],
-) -> anyhow::Result<(u64, u64)> {
-    let mask: Vec<u8> = row
-        .probability
-        .iter()
-        .map(|&p| {
-            if p.is_nan() {
-                NODATA
-            } else {
-                (p > threshold) as u8
+/// Stripe width used when the caller has no reason to choose: wide enough that few tiles run
+/// twice, narrow enough that row buffers stay a few tens of MiB.
+pub fn default_stripe_px(tile_px: usize) -> usize {
+    (4096usize).max(8 * tile_px).next_multiple_of(256)
+}
+
+/// State of one segmentation run across its stripes.
+struct Run<'a> {
+    scene: &'a Scene,
+    engine: &'a Engine,
+    manifest: &'a Manifest,
+    cfg: &'a SegmentConfig,
+    grid: &'a TileGrid,
+    area: PixelArea,
+    stats: Stats,
+    water_m2: f64,
+    valid_m2: f64,
+}
+
+impl Run<'_> {
+    /// Runs a stripe's tiles in batches, blending them and emitting rows as they finish.
+    fn stripe(
+        &mut self,
+        stripe: &Stripe,
+        sinks: &mut [Box<dyn RowSink + '_>],
+        progress: &ProgressBar,
+    ) -> anyhow::Result<()> {
+        let (tile_px, batch) = (self.engine.config.tile_px, self.engine.config.batch);
+        let bands = self.manifest.band_count();
+        let plane = tile_px * tile_px;
+        let mut blender = Blender::new(stripe.span_x0, stripe.span_x1);
+        for (b, chunk) in stripe.tiles.chunks(batch).enumerate() {
+            let mut input = vec![0f32; batch * bands * plane];
+            let mut windows = Vec::with_capacity(chunk.len());
+            for (slot, tile) in chunk.iter().enumerate() {
+                let window = self
+                    .scene
+                    .read_window(tile.y, tile.x, tile.rows, tile.cols)
+                    .with_context(|| format!("reading {tile}"))?;
+                let slot_input = &mut input[slot * bands * plane..(slot + 1) * bands * plane];
+                fill_input(
+                    slot_input,
+                    &window,
+                    self.manifest,
+                    self.cfg.scene_units,
+                    tile_px,
+                );
+                windows.push(window);
             }
-        })
-        .collect();
-    let water = mask.iter().filter(|&&m| m == 1).count() as u64;
-    let land = mask.iter().filter(|&&m| m == 0).count() as u64;
-    let out = MaskRow {
-        y: row.y,
-        probability: &row.probability,
-        mask: &mask,
-    };
-    for sink in sinks.iter_mut() {
-        sink.write_row(&out)?;
+            let model_started = Instant::now();
+            let probability = self.engine.run(input).with_context(|| {
+                format!(
+                    "running the model on a batch of {} tiles from {}",
+                    chunk.len(),
+                    chunk[0]
+                )
+            })?;
+            self.stats.model_seconds += model_started.elapsed().as_secs_f64();
+            self.stats.batches += 1;
+            self.stats.tiles_run += chunk.len();
+            for (slot, (tile, window)) in chunk.iter().zip(&windows).enumerate() {
+                let p = &probability[slot * plane..(slot + 1) * plane];
+                let cropped: Vec<f32> = (0..tile.rows)
+                    .flat_map(|r| p[r * tile_px..r * tile_px + tile.cols].iter().copied())
+                    .collect();
+                blender.add(self.grid, tile, &cropped, |r, c| window.is_valid(r, c));
+            }
+            progress.inc(chunk.len() as u64);
+            let done = b * batch + chunk.len();
+            let upto = stripe.tiles.get(done).map_or(self.scene.height(), |next| {
+                self.grid.row_start(next.grid_row)
+            });
+            for row in blender.take_finished(upto) {
+                self.emit(&row, stripe, sinks)?;
+            }
+        }
+        Ok(())
     }
-    Ok((water, land))
+
+    /// Thresholds the stripe's own columns of a finished row into the mask, hands them to
+    /// every sink, and counts them.
+    fn emit(
+        &mut self,
+        row: &FinishedRow,
+        stripe: &Stripe,
+        sinks: &mut [Box<dyn RowSink + '_>],
+    ) -> anyhow::Result<()> {
+        let probability = &row.probability[stripe.x0 - row.x0..stripe.x1 - row.x0];
+        let threshold = self.cfg.threshold;
+        let mask: Vec<u8> = probability
+            .iter()
+            .map(|&p| {
+                if p.is_nan() {
+                    NODATA
+                } else {
+                    (p > threshold) as u8
+                }
+            })
+            .collect();
+        let water = mask.iter().filter(|&&m| m == 1).count() as u64;
+        let land = mask.iter().filter(|&&m| m == 0).count() as u64;
+        let out = MaskRow {
+            y: row.y,
+            x0: stripe.x0,
+            probability,
+            mask: &mask,
+        };
+        for sink in sinks.iter_mut() {
+            sink.write_row(&out)?;
+        }
+        self.stats.water_pixels += water;
+        self.stats.land_pixels += land;
+        self.stats.nodata_pixels += mask.len() as u64 - water - land;
+        if let Some(m2) = self.area.row_m2(row.y) {
+            self.water_m2 += water as f64 * m2;
+            self.valid_m2 += (water + land) as f64 * m2;
+        }
+        Ok(())
+    }
 }
 
 /// Writes one tile into its `bands × tile_px × tile_px` slot of the batch, preprocessed as the

@@ -1,6 +1,11 @@
 //! Tiles: a grid of model-sized squares over the scene. Neighbours overlap by at least
 //! `overlap_px`; the last tile of a row or column is pulled back to end on the scene edge, so no
 //! tile reads past the scene (no padding artefacts) unless the scene is smaller than one tile.
+//!
+//! Wide scenes are cut into vertical [`Stripe`]s processed one after another, top to bottom, so
+//! the rows held for blending are as wide as a stripe, not the scene: memory stays flat
+//! however large the scene. Tiles that straddle a stripe border run in both stripes, so every
+//! output pixel still gets the votes of all tiles that cover it.
 
 use std::fmt;
 
@@ -130,6 +135,46 @@ impl TileGrid {
     }
 }
 
+/// A vertical band of the output: it owns columns `x0..x1` (multiples of the output block
+/// size, so whole GeoTIFF blocks are written) and runs every tile touching them, which span
+/// `span_x0..span_x1`.
+#[derive(Clone, Debug)]
+pub struct Stripe {
+    pub x0: usize,
+    pub x1: usize,
+    pub span_x0: usize,
+    pub span_x1: usize,
+    /// Row-major, so the stripe's output rows finish in order.
+    pub tiles: Vec<Tile>,
+}
+
+impl TileGrid {
+    /// Stripes owning at most `stripe_px` columns each (`stripe_px` a multiple of `block_px`).
+    pub fn stripes(&self, stripe_px: usize) -> Vec<Stripe> {
+        let stripe_px = stripe_px.max(1);
+        let mut stripes = Vec::new();
+        let mut x0 = 0;
+        while x0 < self.width {
+            let x1 = (x0 + stripe_px).min(self.width);
+            let tiles: Vec<Tile> = self
+                .tiles()
+                .filter(|t| t.x < x1 && t.x + t.cols > x0)
+                .collect();
+            let span_x0 = tiles.iter().map(|t| t.x).min().unwrap_or(x0);
+            let span_x1 = tiles.iter().map(|t| t.x + t.cols).max().unwrap_or(x1);
+            stripes.push(Stripe {
+                x0,
+                x1,
+                span_x0,
+                span_x1,
+                tiles,
+            });
+            x0 = x1;
+        }
+        stripes
+    }
+}
+
 fn offsets(len: usize, tile: usize, stride: usize) -> Vec<usize> {
     if len <= tile {
         return vec![0];
@@ -215,6 +260,34 @@ mod tests {
         let first = grid.tiles().next().unwrap();
         assert_eq!(grid.weight(&first, 0, 0), 1.0);
         assert!(grid.weight(&first, 0, 255) < 0.05);
+    }
+
+    #[test]
+    fn stripes_own_every_column_once_and_run_every_tile_that_touches_them() {
+        let grid = TileGrid::new(5000, 300, 256, 32).unwrap();
+        let stripes = grid.stripes(2048);
+        assert_eq!(
+            stripes.iter().map(|s| (s.x0, s.x1)).collect::<Vec<_>>(),
+            [(0, 2048), (2048, 4096), (4096, 5000)]
+        );
+        for s in &stripes {
+            for t in grid.tiles().filter(|t| t.x < s.x1 && t.x + t.cols > s.x0) {
+                assert!(
+                    s.tiles.contains(&t),
+                    "{t} missing from stripe {}..{}",
+                    s.x0,
+                    s.x1
+                );
+            }
+            assert!(s.span_x0 <= s.x0 && s.span_x1 >= s.x1);
+        }
+        let total: usize = stripes.iter().map(|s| s.tiles.len()).sum();
+        assert!(
+            total < grid.len() * 12 / 10,
+            "stripes repeat few tiles: {total} vs {}",
+            grid.len()
+        );
+        assert_eq!(grid.stripes(8192).len(), 1);
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             manifest: None,
             tile: None,
             overlap: 32,
+            stripe: None,
             threads: None,
             max_memory: None,
             scene_units: SceneUnits::Db,

@@ -44,6 +44,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let prepared = args.model.prepare()?;
     let cfg = SegmentConfig {
         overlap_px: args.model.overlap,
+        stripe_px: prepared.stripe_px,
         scene_units: args.model.scene_units.into(),
         threshold: prepared.manifest.output.threshold,
     };
@@ -129,7 +130,7 @@ fn evaluate_chip(
             scene.height()
         );
     }
-    let mut memory = MemorySink::default();
+    let mut memory = MemorySink::new(scene.width(), scene.height());
     {
         let mut sinks: Vec<Box<dyn RowSink + '_>> = vec![Box::new(&mut memory)];
         segment(

@@ -26,6 +26,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
         manifest: args.manifest.clone(),
         tile: None,
         overlap: 0,
+        stripe: None,
         threads: Some(1),
         max_memory: None,
         scene_units: super::model::SceneUnits::Db,

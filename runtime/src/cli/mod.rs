@@ -1,5 +1,6 @@
 //! The `floodrt` command line: one file per subcommand, each with its `Args` and `run`.
 
+mod bench;
 mod demo;
 mod eval;
 mod info;
@@ -43,6 +44,7 @@ pub enum Command {
     Eval(eval::EvalArgs),
     Info(info::InfoArgs),
     Demo(demo::DemoArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Parses `std::env::args`, runs, and maps the outcome to an exit code: 0 ok, 2 error.
@@ -73,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(args, quiet),
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args, quiet),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -25,6 +25,10 @@ pub struct ModelArgs {
     /// Overlap between neighbouring tiles, in pixels; blended to hide seams. 0 = plain grid.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub overlap: usize,
+    /// Columns processed at once, a multiple of 256 [default: 4096 or 8 tiles]. Row buffers
+    /// scale with it; lower it to save memory on very wide scenes.
+    #[arg(long, value_name = "N", value_parser = parse_stripe)]
+    pub stripe: Option<usize>,
     /// Threads for the model's matrix products [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -34,6 +38,13 @@ pub struct ModelArgs {
     /// Units of the scene's radar bands.
     #[arg(long, value_enum, default_value_t = SceneUnits::Db)]
     pub scene_units: SceneUnits,
+}
+
+fn parse_stripe(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 256 && n % 256 == 0 => Ok(n),
+        _ => Err(format!("{text} is not a positive multiple of 256")),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -54,6 +65,7 @@ impl From<SceneUnits> for Units {
 /// A model loaded, checked against its manifest and prepared to run.
 pub struct PreparedModel {
     pub file: ModelFile,
+    pub stripe_px: usize,
     pub manifest: Manifest,
     pub engine: Engine,
     pub budget: Option<u64>,
@@ -104,6 +116,7 @@ impl ModelArgs {
             engine.activation_peak_bytes as f64 / 1048576.0
         );
         Ok(PreparedModel {
+            stripe_px: self.stripe_px(&engine),
             file,
             manifest,
             engine,
@@ -112,11 +125,26 @@ impl ModelArgs {
     }
 }
 
+impl ModelArgs {
+    /// The stripe width to use with `engine`.
+    pub fn stripe_px(&self, engine: &Engine) -> usize {
+        self.stripe
+            .unwrap_or_else(|| crate::pipeline::default_stripe_px(engine.config.tile_px))
+    }
+}
+
 impl PreparedModel {
     /// Opens `path` within the memory plan and checks it has the bands the model expects.
     pub fn open_scene(&self, path: &std::path::Path) -> anyhow::Result<(Scene, MemoryPlan)> {
         let probe = Scene::open(path, 0)?;
-        let plan = MemoryPlan::new(&self.engine, probe.width(), probe.bands(), self.budget)?;
+        let plan = MemoryPlan::new(
+            &self.engine,
+            probe
+                .width()
+                .min(self.stripe_px + 2 * self.engine.config.tile_px),
+            probe.bands(),
+            self.budget,
+        )?;
         drop(probe);
         let scene = Scene::open(path, plan.block_cache_bytes as usize)?;
         let m = &self.manifest;

@@ -60,6 +60,7 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let cfg = SegmentConfig {
         overlap_px: args.model.overlap,
+        stripe_px: prepared.stripe_px,
         scene_units: args.model.scene_units.into(),
         threshold: prepared.manifest.output.threshold,
     };

@@ -121,6 +121,17 @@ impl GeoJsonSink {
     }
 }
 
+impl GeoJsonSink {
+    /// Closes every open rectangle at the bottom of the scene.
+    fn close_open(&mut self) -> anyhow::Result<()> {
+        for r in std::mem::take(&mut self.open) {
+            let h = self.height;
+            self.emit(r, h)?;
+        }
+        Ok(())
+    }
+}
+
 /// Maximal runs of water (mask == 1) in a row, as [x0, x1).
 fn water_runs(mask: &[u8]) -> Vec<(usize, usize)> {
     let mut runs = Vec::new();
@@ -142,10 +153,18 @@ fn water_runs(mask: &[u8]) -> Vec<(usize, usize)> {
 }
 
 impl RowSink for GeoJsonSink {
+    fn begin_stripe(&mut self, _x0: usize, _x1: usize) -> anyhow::Result<()> {
+        // Rectangles end at stripe borders; the next stripe starts again from the top.
+        self.close_open()
+    }
+
     fn write_row(&mut self, row: &MaskRow) -> anyhow::Result<()> {
         let mut next = Vec::new();
         let mut closed = Vec::new();
-        let runs = water_runs(row.mask);
+        let runs: Vec<(usize, usize)> = water_runs(row.mask)
+            .into_iter()
+            .map(|(a, b)| (a + row.x0, b + row.x0))
+            .collect();
         let mut open = std::mem::take(&mut self.open).into_iter().peekable();
         for (x0, x1) in runs {
             // Open rectangles are sorted by x0; close those that end before this run.
@@ -174,10 +193,7 @@ impl RowSink for GeoJsonSink {
     }
 
     fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
-        for r in std::mem::take(&mut self.open) {
-            let h = self.height;
-            self.emit(r, h)?;
-        }
+        self.close_open()?;
         self.out.write_all(b"]}\n")?;
         self.out.flush()?;
         self.out.get_ref().sync_all()?;

@@ -39,8 +39,11 @@ pub struct GeoTiffSink {
     target: PathBuf,
     temp: NamedTempFile,
     writer: Writer,
-    width: usize,
     height: usize,
+    /// The current stripe's columns: `stripe_x0..stripe_x0 + stripe_width`.
+    stripe_x0: usize,
+    stripe_width: usize,
+    /// Up to one block-height of the stripe's rows, awaiting a full set of blocks.
     strip: Vec<u8>,
     strip_y: usize,
 }
@@ -105,28 +108,30 @@ impl GeoTiffSink {
             target: target.to_owned(),
             temp,
             writer,
-            width,
             height,
-            strip: Vec::with_capacity(BLOCK_PX * width),
+            stripe_x0: 0,
+            stripe_width: width,
+            strip: Vec::new(),
             strip_y: 0,
         })
     }
 
     fn flush_strip(&mut self) -> anyhow::Result<()> {
-        let rows = self.strip.len() / self.width;
+        let width = self.stripe_width;
+        let rows = self.strip.len() / width;
         if rows == 0 {
             return Ok(());
         }
-        for x in (0..self.width).step_by(BLOCK_PX) {
-            let cols = BLOCK_PX.min(self.width - x);
+        for x in (0..width).step_by(BLOCK_PX) {
+            let cols = BLOCK_PX.min(width - x);
             let mut block = Vec::with_capacity(rows * cols);
             for r in 0..rows {
-                block.extend_from_slice(&self.strip[r * self.width + x..r * self.width + x + cols]);
+                block.extend_from_slice(&self.strip[r * width + x..r * width + x + cols]);
             }
             let view = ArrayView2::from_shape((rows, cols), &block)?;
             let written = match &mut self.writer {
-                Writer::Plain(w) => w.write_tile(x, self.strip_y, &view),
-                Writer::Cog(w) => w.write_tile(x, self.strip_y, &view),
+                Writer::Plain(w) => w.write_tile(self.stripe_x0 + x, self.strip_y, &view),
+                Writer::Cog(w) => w.write_tile(self.stripe_x0 + x, self.strip_y, &view),
             };
             written.with_context(|| {
                 format!("writing {} at row {}", self.target.display(), self.strip_y)
@@ -139,8 +144,21 @@ impl GeoTiffSink {
 }
 
 impl RowSink for GeoTiffSink {
+    fn begin_stripe(&mut self, x0: usize, x1: usize) -> anyhow::Result<()> {
+        self.flush_strip()?;
+        debug_assert!(x0 % BLOCK_PX == 0, "stripes start on block borders");
+        (self.stripe_x0, self.stripe_width, self.strip_y) = (x0, x1 - x0, 0);
+        Ok(())
+    }
+
     fn write_row(&mut self, row: &MaskRow) -> anyhow::Result<()> {
-        debug_assert_eq!(row.y, self.strip_y + self.strip.len() / self.width);
+        debug_assert_eq!(
+            (row.y, row.x0),
+            (
+                self.strip_y + self.strip.len() / self.stripe_width,
+                self.stripe_x0
+            )
+        );
         match self.layer {
             Layer::Mask => self.strip.extend_from_slice(row.mask),
             Layer::Probability => self.strip.extend(row.probability.iter().map(|&p| {
@@ -151,7 +169,7 @@ impl RowSink for GeoTiffSink {
                 }
             })),
         }
-        if self.strip.len() == BLOCK_PX * self.width || row.y + 1 == self.height {
+        if self.strip.len() == BLOCK_PX * self.stripe_width || row.y + 1 == self.height {
             self.flush_strip()?;
         }
         Ok(())

@@ -7,32 +7,49 @@ pub mod geotiff;
 /// Mask value for pixels with no input data.
 pub const NODATA: u8 = 255;
 
-/// One finished output row.
+/// The part of one finished output row that the current stripe owns.
 pub struct MaskRow<'a> {
     pub y: usize,
+    /// Scene column of the first value.
+    pub x0: usize,
     /// Water probability in [0, 1]; NaN where the input had no data.
     pub probability: &'a [f32],
     /// 0 land, 1 water, [`NODATA`].
     pub mask: &'a [u8],
 }
 
+/// Rows arrive stripe by stripe (vertical bands of the scene, left to right), and within a
+/// stripe top to bottom.
 pub trait RowSink {
+    /// The next rows cover scene columns `x0..x1`, starting again from the top row.
+    fn begin_stripe(&mut self, x0: usize, x1: usize) -> anyhow::Result<()>;
     fn write_row(&mut self, row: &MaskRow) -> anyhow::Result<()>;
     /// Completes the output; until then nothing at the final path looks valid.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
 }
 
 /// Keeps the whole mask in memory: for chip-sized evaluation, never for scenes.
-#[derive(Default)]
 pub struct MemorySink {
+    pub width: usize,
     pub mask: Vec<u8>,
-    pub probability: Vec<f32>,
+}
+
+impl MemorySink {
+    pub fn new(width: usize, height: usize) -> MemorySink {
+        MemorySink {
+            width,
+            mask: vec![NODATA; width * height],
+        }
+    }
 }
 
 impl RowSink for &mut MemorySink {
+    fn begin_stripe(&mut self, _x0: usize, _x1: usize) -> anyhow::Result<()> {
+        Ok(())
+    }
     fn write_row(&mut self, row: &MaskRow) -> anyhow::Result<()> {
-        self.mask.extend_from_slice(row.mask);
-        self.probability.extend_from_slice(row.probability);
+        let start = row.y * self.width + row.x0;
+        self.mask[start..start + row.mask.len()].copy_from_slice(row.mask);
         Ok(())
     }
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
