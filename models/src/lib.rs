@@ -6,6 +6,8 @@
 //! (`metadata_props`, key [`MANIFEST_METADATA_KEY`]) or as a TOML sidecar. This crate is compiled
 //! for the field devices too, so it stays small: serde, toml, thiserror, sha2.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 mod digest;
 mod error;
 mod manifest;
@@ -13,5 +15,6 @@ mod manifest;
 pub use digest::Digest;
 pub use error::ManifestError;
 pub use manifest::{
-    Manifest, ModelInput, OutputKind, Preprocess, SampleType, Units, MANIFEST_METADATA_KEY,
+    Manifest, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units,
+    MANIFEST_METADATA_KEY,
 };

@@ -237,6 +237,7 @@ fn convert_units(x: f32, from: Units, to: Units) -> f32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::approx_constant)] // 0.5235 is the UNet's VH mean, not π/6
 mod tests {
     use super::*;
 

@@ -10,7 +10,10 @@
 //! Replace it with a trained model (`--model`) for real work: on Sen1Floods11 a fixed VH
 //! threshold is well below a trained UNet.
 
-use flood_models::{Manifest, MANIFEST_METADATA_KEY};
+use flood_models::{
+    Manifest, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units,
+    MANIFEST_METADATA_KEY,
+};
 use prost::Message;
 // Only the ONNX protobuf schema, not tract's internals.
 use tract_onnx::pb;
@@ -20,27 +23,28 @@ pub const SLOPE_PER_DB: f32 = 1.0;
 pub const NAME: &str = "embedded:vh-threshold";
 
 pub fn manifest() -> Manifest {
-    let toml = format!(
-        r#"
-name = "vh-threshold"
-description = "Baseline: water where VH < {THRESHOLD_DB} dB (logit {SLOPE_PER_DB}/dB). Replace with a trained model for real work."
-[input]
-tensor = "s1_db"
-bands = ["vv", "vh"]
-tile_px = 256
-batch = 4
-[preprocess]
-units = "db"
-nan_fill = 0.0
-mean = [0.0, 0.0]
-std = [1.0, 1.0]
-[output]
-kind = "logit1"
-classes = ["water"]
-threshold = 0.5
-"#
-    );
-    Manifest::from_toml(&toml).expect("the baseline manifest is a constant")
+    Manifest {
+        name: "vh-threshold".into(),
+        description: format!(
+            "Baseline: water where VH < {THRESHOLD_DB} dB (logit {SLOPE_PER_DB}/dB). Replace with a trained model for real work."
+        ),
+        input: ModelInput {
+            tensor: Some("s1_db".into()),
+            bands: vec!["vv".into(), "vh".into()],
+            tile_px: 256,
+            batch: 4,
+            scene_sample_types: vec![SampleType::Float32, SampleType::Float64],
+        },
+        preprocess: Preprocess {
+            units: Units::Db,
+            nan_fill: 0.0,
+            clip: None,
+            rescale_from: None,
+            mean: vec![0.0, 0.0],
+            std: vec![1.0, 1.0],
+        },
+        output: ModelOutput { kind: OutputKind::Logit1, classes: vec!["water".into()], water_class: 0, threshold: 0.5 },
+    }
 }
 
 /// The ONNX bytes, with the manifest in `metadata_props`.
@@ -139,5 +143,17 @@ fn value(name: &str, dims: &[&str]) -> pb::ValueInfoProto {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_is_valid_and_survives_the_trip_through_onnx_metadata() {
+        manifest().validate().unwrap();
+        let file = crate::engine::ModelFile::from_bytes(NAME.into(), &onnx_bytes()).unwrap();
+        assert_eq!(file.embedded_manifest().unwrap(), Some(manifest()));
     }
 }

@@ -145,8 +145,10 @@ impl ModelFile {
     }
 
     fn graph(&self) -> &pb::GraphProto {
-        // `from_bytes` refuses protos without a graph.
-        self.proto.graph.as_ref().expect("checked in from_bytes")
+        // `from_bytes` refuses protos without a graph, so the empty one is never seen.
+        static EMPTY: std::sync::LazyLock<pb::GraphProto> =
+            std::sync::LazyLock::new(pb::GraphProto::default);
+        self.proto.graph.as_ref().unwrap_or(&EMPTY)
     }
 
     pub fn info(&self) -> ModelInfo {

@@ -8,6 +8,8 @@
 //! `pipeline` drives them one batch at a time; `budget` checks up front that a run fits its
 //! memory cap; `baseline` builds the embedded default model; `cli` is the `floodrt` binary.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod area;
 pub mod baseline;
 pub mod blend;

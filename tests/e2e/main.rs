@@ -2,6 +2,8 @@
 //! Tests that need `../shared` (or `$FLOOD_SHARED`) skip with a message when it is absent;
 //! GDAL checks skip likewise when `gdalinfo` is missing, except in CI, where they must run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[macro_use]
 mod util;
 

@@ -120,20 +120,8 @@ pub(crate) fn summary_line(stats: &Stats, output: &Path) -> String {
 /// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it into place.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
-        format!(
-            "cannot write {}: {} is not a writable directory",
-            path.display(),
-            dir.display()
-        )
-    })?;
+    let mut tmp = crate::sink::temp_beside(path)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("moving {} into place", path.display()))?;
+    crate::sink::publish(tmp, path)?;
     Ok(())
 }

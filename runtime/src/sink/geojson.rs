@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use tempfile::NamedTempFile;
 
 use super::{MaskRow, RowSink};
@@ -33,21 +32,7 @@ pub struct GeoJsonSink {
 
 impl GeoJsonSink {
     pub fn create(target: &Path, scene: &Scene) -> anyhow::Result<GeoJsonSink> {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".floodrt-")
-            .suffix(".geojson.tmp")
-            .tempfile_in(dir)
-            .with_context(|| {
-                format!(
-                    "cannot write {}: {} is not a writable directory",
-                    target.display(),
-                    dir.display()
-                )
-            })?;
+        let temp = super::temp_beside(target)?;
         let transform = match scene.transform() {
             Some(gt) => *gt,
             None => {
@@ -196,14 +181,8 @@ impl RowSink for GeoJsonSink {
         self.close_open()?;
         self.out.write_all(b"]}\n")?;
         self.out.flush()?;
-        self.out.get_ref().sync_all()?;
         let target = self.target.clone();
-        self.temp.persist(&target).with_context(|| {
-            format!(
-                "moving the finished file into place at {}",
-                target.display()
-            )
-        })?;
+        super::publish(self.temp, &target)?;
         Ok(())
     }
 }

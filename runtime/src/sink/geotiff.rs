@@ -30,8 +30,8 @@ pub enum Layer {
 }
 
 enum Writer {
-    Plain(StreamingTileWriter<u8, BufWriter<File>>),
-    Cog(CogTileWriter<u8, BufWriter<File>>),
+    Plain(Box<StreamingTileWriter<u8, BufWriter<File>>>),
+    Cog(Box<CogTileWriter<u8, BufWriter<File>>>),
 }
 
 pub struct GeoTiffSink {
@@ -56,21 +56,7 @@ impl GeoTiffSink {
         layer: Layer,
         cog: bool,
     ) -> anyhow::Result<GeoTiffSink> {
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".floodrt-")
-            .suffix(".tif.tmp")
-            .tempfile_in(dir)
-            .with_context(|| {
-                format!(
-                    "cannot write {}: {} is not a writable directory",
-                    target.display(),
-                    dir.display()
-                )
-            })?;
+        let temp = super::temp_beside(target)?;
         let (width, height) = (scene.width(), scene.height());
         let mut builder = GeoTiffBuilder::new(width as u32, height as u32)
             .bands(1)
@@ -92,16 +78,16 @@ impl GeoTiffSink {
         );
         let writer = if cog {
             let cog = CogBuilder::new(builder).resampling(Resampling::NearestNeighbor);
-            Writer::Cog(
+            Writer::Cog(Box::new(
                 cog.tile_writer::<u8, _>(file)
                     .context("starting the COG writer")?,
-            )
+            ))
         } else {
-            Writer::Plain(
+            Writer::Plain(Box::new(
                 builder
                     .tile_writer::<u8, _>(file)
                     .context("starting the GeoTIFF writer")?,
-            )
+            ))
         };
         Ok(GeoTiffSink {
             layer,
@@ -146,7 +132,10 @@ impl GeoTiffSink {
 impl RowSink for GeoTiffSink {
     fn begin_stripe(&mut self, x0: usize, x1: usize) -> anyhow::Result<()> {
         self.flush_strip()?;
-        debug_assert!(x0 % BLOCK_PX == 0, "stripes start on block borders");
+        debug_assert!(
+            x0.is_multiple_of(BLOCK_PX),
+            "stripes start on block borders"
+        );
         (self.stripe_x0, self.stripe_width, self.strip_y) = (x0, x1 - x0, 0);
         Ok(())
     }
@@ -184,14 +173,8 @@ impl RowSink for GeoTiffSink {
         }
         .with_context(|| format!("finishing {}", target.display()))?;
         file.flush()?;
-        file.get_ref().sync_all()?;
         drop(file);
-        self.temp.persist(&target).with_context(|| {
-            format!(
-                "moving the finished file into place at {}",
-                target.display()
-            )
-        })?;
+        super::publish(self.temp, &target)?;
         Ok(())
     }
 }

@@ -4,6 +4,51 @@
 pub mod geojson;
 pub mod geotiff;
 
+use std::path::Path;
+
+use anyhow::Context;
+use tempfile::NamedTempFile;
+
+/// A hidden temporary file in `target`'s folder, created at once so that an unwritable
+/// destination fails before any work is done.
+pub fn temp_beside(target: &Path) -> anyhow::Result<NamedTempFile> {
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".floodrt-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| {
+            format!(
+                "cannot write {}: {} is not a writable directory",
+                target.display(),
+                dir.display()
+            )
+        })
+}
+
+/// Syncs a finished temporary file and renames it to `target` (readable like any file the
+/// user makes), so `target` is either the old file or the complete new one, never half.
+pub fn publish(temp: NamedTempFile, target: &Path) -> anyhow::Result<()> {
+    temp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", target.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
+    temp.persist(target).with_context(|| {
+        format!(
+            "moving the finished file into place at {}",
+            target.display()
+        )
+    })?;
+    Ok(())
+}
+
 /// Mask value for pixels with no input data.
 pub const NODATA: u8 = 255;
 
