@@ -7,10 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use flood_models::{Digest, Manifest, OutputKind, MANIFEST_METADATA_KEY};
+pub use flood_targets::Precision;
 use prost::Message;
 use tract_linalg::multithread::Executor;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+use tract_onnx::tract_core::transform::ModelTransform;
 
 /// Largest ONNX file read into memory; larger files are refused before reading.
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;
@@ -127,6 +130,15 @@ impl ModelFile {
     }
 
     /// The manifest carried in `metadata_props`, if any.
+    /// Whether the image input's batch dimension is symbolic (any batch is accepted).
+    pub fn batch_is_free(&self) -> bool {
+        self.info()
+            .inputs
+            .first()
+            .and_then(|i| i.shape.first())
+            .is_some_and(|d| d.parse::<usize>().is_err())
+    }
+
     pub fn embedded_manifest(&self) -> Result<Option<Manifest>, EngineError> {
         let Some(entry) = self
             .proto
@@ -261,6 +273,7 @@ pub struct EngineConfig {
     pub tile_px: usize,
     pub batch: usize,
     pub threads: usize,
+    pub precision: Precision,
 }
 
 /// A model prepared to run on batches of `batch × bands × tile_px × tile_px` f32 tiles.
@@ -298,7 +311,20 @@ impl Engine {
         inference = inference
             .with_input_fact(input_ix, f32::fact(wanted).into())
             .map_err(prepare)?;
-        let typed = inference.into_optimized().map_err(prepare)?;
+        let mut typed = inference
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .map_err(prepare)?;
+        if config.precision == Precision::F16 {
+            // Resampling ops lose too much in f16 (tract's own advice); they stay f32.
+            let translator = FloatPrecisionTranslator::with_filter(
+                f32::datum_type(),
+                f16::datum_type(),
+                |node| !node.op.name().contains("Resize"),
+            );
+            typed = translator.transform_into(typed).map_err(prepare)?;
+        }
+        let typed = typed.into_optimized().map_err(prepare)?;
         let out_shape = typed
             .output_fact(0)
             .map_err(prepare)?
@@ -355,16 +381,17 @@ impl Engine {
     pub fn run_raw(&self, input: Vec<f32>) -> Result<Vec<f32>, EngineError> {
         let c = self.config;
         let shape = (c.batch, self.bands, c.tile_px, c.tile_px);
-        let tensor = tract_ndarray::Array4::from_shape_vec(shape, input)
+        let run_err = |e: TractError| EngineError::Run(format!("{e:#}"));
+        let array = tract_ndarray::Array4::from_shape_vec(shape, input)
             .map_err(|e| EngineError::Run(e.to_string()))?;
-        let outputs = self
-            .plan
-            .run(tvec!(Tensor::from(tensor).into()))
-            .map_err(|e| EngineError::Run(format!("{e:#}")))?;
-        let out = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| EngineError::Run(format!("{e:#}")))?;
-        Ok(out.iter().copied().collect())
+        let mut tensor = Tensor::from(array);
+        if c.precision == Precision::F16 {
+            tensor = tensor.cast_to::<f16>().map_err(run_err)?.into_owned();
+        }
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(run_err)?;
+        let out = outputs[0].cast_to::<f32>().map_err(run_err)?;
+        let view = out.to_plain_array_view::<f32>().map_err(run_err)?;
+        Ok(view.iter().copied().collect())
     }
 }
 

@@ -32,6 +32,7 @@ fn tract_matches_onnxruntime_golden_logits_on_real_chips() {
         tile_px: 256,
         batch: 4,
         threads: 2,
+        precision: floodrt::engine::Precision::F32,
     };
     let engine = Engine::new(&model, &manifest, config).unwrap();
     for chip in ["India_900498", "Spain_7370579"] {

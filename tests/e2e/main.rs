@@ -7,6 +7,7 @@
 #[macro_use]
 mod util;
 
+mod cross;
 mod errors;
 mod eval;
 mod golden;

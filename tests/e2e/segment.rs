@@ -288,3 +288,46 @@ fn stripes_and_tile_borders_leave_no_seams() {
         mask_with("wide.tif", "4096")
     );
 }
+
+#[test]
+fn a_board_profile_sets_the_run_and_explicit_flags_win() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let (mask, report) = (dir.path().join("m.tif"), dir.path().join("r.json"));
+    let scene = chip(&shared, "India_900498");
+    run_ok(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(&mask)
+            .args([
+                "-q",
+                "--profile",
+                "armv7-512m",
+                "--threads",
+                "1",
+                "--report",
+            ])
+            .arg(&report),
+    );
+    let r = read_json(&report);
+    assert_eq!(r["threads"], 1, "--threads wins over the profile's 2");
+    assert_eq!(
+        r["batch"], 1,
+        "the baseline takes any batch, so the profile's applies"
+    );
+    assert_eq!(r["max_memory_bytes"], 256u64 << 20);
+    let err = crate::util::run_err(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(&mask)
+            .args(["--profile", "pi9"]),
+    );
+    assert!(
+        err.contains("no board profile \"pi9\"; known boards: rpi4, rpi5, jetson-orin, armv7-512m"),
+        "{err}"
+    );
+}

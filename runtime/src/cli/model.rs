@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use flood_models::{Manifest, Units};
+use flood_targets::{BoardProfile, Precision};
 
 use crate::baseline;
 use crate::budget::{parse_size, MemoryPlan};
@@ -35,6 +36,16 @@ pub struct ModelArgs {
     /// Memory cap, e.g. 512MiB; refused at once when the model and one batch cannot fit.
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
+    /// Tiles per inference call, for models whose batch is not fixed [default: the manifest's].
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
+    /// Arithmetic: f16 halves weight memory and is fast on ARMv8.2+ CPUs (Pi 5, Orin).
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
+    /// Board profile (rpi4, rpi5, jetson-orin, armv7-512m): threads, memory cap, batch and
+    /// precision that suit it. Flags given explicitly win.
+    #[arg(long, value_name = "BOARD")]
+    pub profile: Option<String>,
     /// Units of the scene's radar bands.
     #[arg(long, value_enum, default_value_t = SceneUnits::Db)]
     pub scene_units: SceneUnits,
@@ -44,6 +55,21 @@ fn parse_stripe(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n >= 256 && n % 256 == 0 => Ok(n),
         _ => Err(format!("{text} is not a positive multiple of 256")),
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PrecisionArg {
+    F32,
+    F16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Precision {
+        match p {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::F16 => Precision::F16,
+        }
     }
 }
 
@@ -95,23 +121,52 @@ impl ModelArgs {
 
     pub fn prepare(&self) -> anyhow::Result<PreparedModel> {
         let (file, manifest) = self.load_file_and_manifest()?;
-        let budget = self.max_memory.as_deref().map(parse_size).transpose()?;
+        let profile = self
+            .profile
+            .as_deref()
+            .map(BoardProfile::named)
+            .transpose()?;
+        if let Some(p) = &profile {
+            log::info!("board profile {}: {}", p.name, p.description);
+        }
+        let max_memory = self
+            .max_memory
+            .as_deref()
+            .or(profile.as_ref().map(|p| p.max_memory.as_str()));
+        let budget = max_memory.map(parse_size).transpose()?;
+        // A profile's batch suits only models that take any batch; an explicit --batch is
+        // checked against the model like any other shape.
+        let profile_batch = profile
+            .as_ref()
+            .map(|p| p.tile_batch)
+            .filter(|_| file.batch_is_free());
         let config = EngineConfig {
             tile_px: self.tile.unwrap_or(manifest.input.tile_px as usize),
-            batch: manifest.input.batch as usize,
+            batch: self
+                .batch
+                .or(profile_batch)
+                .unwrap_or(manifest.input.batch as usize)
+                .max(1),
             threads: self
                 .threads
+                .or(profile.as_ref().map(|p| p.threads))
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .max(1),
+            precision: self
+                .precision
+                .map(Precision::from)
+                .or(profile.as_ref().map(|p| p.precision))
+                .unwrap_or(Precision::F32),
         };
         let engine = Engine::new(&file, &manifest, config)?;
         log::info!(
-            "model {} ({}): tile {} px, batch {}, {} threads, weights {:.1} MiB, activations {:.1} MiB per batch",
+            "model {} ({}): tile {} px, batch {}, {} threads, {:?}, weights {:.1} MiB, activations {:.1} MiB per batch",
             manifest.name,
             file.source,
             config.tile_px,
             config.batch,
             config.threads,
+            config.precision,
             engine.weight_bytes as f64 / 1048576.0,
             engine.activation_peak_bytes as f64 / 1048576.0
         );
