@@ -2,7 +2,7 @@
 
 use crate::util::{floodrt, read_json, run_ok, unet, unet_manifest};
 
-fn pooled_iou(shared: &std::path::Path, overlap: &str) -> f64 {
+fn eval_unet(shared: &std::path::Path, overlap: &str) -> serde_json::Value {
     let out = run_ok(
         floodrt()
             .args([
@@ -23,43 +23,22 @@ fn pooled_iou(shared: &std::path::Path, overlap: &str) -> f64 {
     let v: serde_json::Value =
         serde_json::from_str(&out).expect("eval --json prints one JSON object");
     assert_eq!(v["pooled"]["chips"], 11);
-    v["pooled"]["iou"].as_f64().expect("pooled.iou")
+    v
 }
 
 #[test]
-fn eval_without_overlap_reproduces_the_reference_pooled_iou() {
+fn eval_without_overlap_reproduces_the_reference_iou_and_counts() {
     let shared = need_shared!();
     let reference = read_json(&shared.join("data/models/eoepca-golden/reference.json"));
     let expected = reference["pooled_water_iou"].as_f64().unwrap();
-    let plain = pooled_iou(&shared, "0");
-    eprintln!("pooled water IoU: {plain:.4} (reference {expected:.4})");
+    let plain = eval_unet(&shared, "0");
+    let iou = plain["pooled"]["iou"].as_f64().unwrap();
+    eprintln!("pooled water IoU: {iou:.4} (reference {expected:.4})");
     assert!(
-        (plain - expected).abs() <= 0.0005,
-        "{plain} vs reference {expected}"
+        (iou - expected).abs() <= 0.0005,
+        "{iou} vs reference {expected}"
     );
-    let blended = pooled_iou(&shared, "32");
-    eprintln!("pooled water IoU with 32 px overlap and blending: {blended:.4}");
-    assert!(
-        blended >= expected - 0.005,
-        "blending lost accuracy: {blended} vs {expected}"
-    );
-}
-
-#[test]
-fn eval_per_chip_counts_match_the_reference() {
-    let shared = need_shared!();
-    let reference = read_json(&shared.join("data/models/eoepca-golden/reference.json"));
-    let out = run_ok(
-        floodrt()
-            .args(["eval", "--json", "--overlap", "0", "--data"])
-            .arg(shared.join("data/sen1floods11"))
-            .arg("--model")
-            .arg(unet(&shared))
-            .arg("--manifest")
-            .arg(unet_manifest()),
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    for chip in v["chips"].as_array().unwrap() {
+    for chip in plain["chips"].as_array().unwrap() {
         let name = chip["chip"].as_str().unwrap();
         let want = &reference["chips"][name];
         for key in ["tp", "fp", "fn"] {
@@ -68,6 +47,19 @@ fn eval_per_chip_counts_match_the_reference() {
             assert!((got - exp).abs() <= 2, "{name} {key}: {got} vs {exp}");
         }
     }
+}
+
+#[test]
+fn blending_overlaps_does_not_lose_accuracy() {
+    let shared = need_shared!();
+    let reference = read_json(&shared.join("data/models/eoepca-golden/reference.json"));
+    let expected = reference["pooled_water_iou"].as_f64().unwrap();
+    let blended = eval_unet(&shared, "32")["pooled"]["iou"].as_f64().unwrap();
+    eprintln!("pooled water IoU with 32 px overlap and blending: {blended:.4}");
+    assert!(
+        blended >= expected - 0.005,
+        "blending lost accuracy: {blended} vs {expected}"
+    );
 }
 
 #[test]
