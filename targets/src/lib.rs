@@ -6,6 +6,8 @@
 //! rpi5` applies one; flags given explicitly win. The profiles are compiled in from
 //! `targets/boards/*.toml`, so a device needs no extra files.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 use serde::{Deserialize, Serialize};
 
 /// The boards floodrt knows, as (name, TOML).
