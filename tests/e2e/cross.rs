@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{chip, floodrt, run_ok, unet, unet_manifest};
+use crate::util::{chip, floodrt, run_ok, unet_flags};
 
 /// qemu-user program for an ELF binary, from its machine field.
 fn qemu_for(binary: &Path) -> &'static str {
@@ -63,14 +63,8 @@ fn cross_built_binaries_run_under_qemu_and_match_the_x86_masks() {
                     out.into(),
                     "-q".into(),
                 ];
-                a.extend([
-                    "--model".into(),
-                    unet(&shared).into(),
-                    "--manifest".into(),
-                    unet_manifest().into(),
-                    "--overlap".into(),
-                    "0".into(),
-                ]);
+                a.extend(unet_flags(&shared));
+                a.extend(["--overlap".into(), "0".into()]);
                 a
             };
             run_ok(Command::new(qemu).arg(binary).args(args(&arm)));

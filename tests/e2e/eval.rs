@@ -1,6 +1,6 @@
 //! `floodrt eval` reproduces the published reference IoU of the real UNet.
 
-use crate::util::{floodrt, read_json, run_ok, unet, unet_manifest};
+use crate::util::{floodrt, read_json, run_ok, unet_flags};
 
 fn eval_unet(shared: &std::path::Path, overlap: &str) -> serde_json::Value {
     let out = run_ok(
@@ -15,10 +15,7 @@ fn eval_unet(shared: &std::path::Path, overlap: &str) -> serde_json::Value {
                 "--data",
             ])
             .arg(shared.join("data/sen1floods11"))
-            .arg("--model")
-            .arg(unet(shared))
-            .arg("--manifest")
-            .arg(unet_manifest()),
+            .args(unet_flags(shared)),
     );
     let v: serde_json::Value =
         serde_json::from_str(&out).expect("eval --json prints one JSON object");

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::util::{chip, floodrt, gdalinfo, read_json, run_ok, unet, unet_manifest, validate_cog};
+use crate::util::{
+    chip, floodrt, gdalinfo, read_json, run_ok, unet, unet_flags, unet_manifest, validate_cog,
+};
 
 fn assert_georeferenced_like(output: &Path, input: &Path) {
     let (Some(out), Some(inp)) = (gdalinfo(output), gdalinfo(input)) else {
@@ -52,10 +54,7 @@ fn segment_writes_a_georeferenced_mask_probability_polygons_and_report() {
             .arg(&vector)
             .arg("--report")
             .arg(&report)
-            .arg("--model")
-            .arg(unet(&shared))
-            .arg("--manifest")
-            .arg(unet_manifest())
+            .args(unet_flags(&shared))
             .arg("--quiet"),
     );
     assert_georeferenced_like(&mask, &scene);
@@ -168,10 +167,7 @@ fn the_max_memory_budget_is_honoured_or_refused_early() {
             .arg("-o")
             .arg(&mask)
             .args(["--max-memory", "8MiB"])
-            .arg("--model")
-            .arg(unet(&shared))
-            .arg("--manifest")
-            .arg(unet_manifest()),
+            .args(unet_flags(&shared)),
     );
     assert!(
         err.contains("--max-memory 8 MiB cannot hold this run")
@@ -266,17 +262,14 @@ fn stripes_and_tile_borders_leave_no_seams() {
     let scene = chip(&shared, "Spain_7370579");
     let mask_with = |name: &str, stripe: &str| {
         let out = dir.path().join(name);
-        let (model, manifest) = (unet(&shared), unet_manifest());
         run_ok(
             floodrt()
                 .arg("segment")
                 .arg(&scene)
                 .arg("-o")
                 .arg(&out)
-                .args(["-q", "--stripe", stripe, "--model"])
-                .arg(model)
-                .arg("--manifest")
-                .arg(manifest),
+                .args(["-q", "--stripe", stripe])
+                .args(unet_flags(&shared)),
         );
         let mask = floodrt::scene::Scene::open(&out, 1 << 20).unwrap();
         mask.read_window(0, 0, 512, 512).unwrap().data

@@ -36,6 +36,16 @@ pub fn unet_manifest() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/eoepca-sen1floods11-unet.toml")
 }
 
+/// `--model UNET --manifest MANIFEST`: run the shared UNet with its manifest.
+pub fn unet_flags(shared: &Path) -> [std::ffi::OsString; 4] {
+    [
+        "--model".into(),
+        unet(shared).into(),
+        "--manifest".into(),
+        unet_manifest().into(),
+    ]
+}
+
 pub fn floodrt() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_floodrt"));
     cmd.env_remove("RUST_LOG");

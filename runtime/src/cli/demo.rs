@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::model::SceneUnits;
 use super::segment::{self, SegmentArgs};
 use super::ModelArgs;
 use crate::scene::Scene;
@@ -61,16 +60,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         cog: false,
         model: ModelArgs {
             model: args.model.clone(),
-            manifest: None,
-            tile: None,
-            overlap: 32,
-            stripe: None,
-            batch: None,
-            precision: None,
-            profile: None,
-            threads: None,
-            max_memory: None,
-            scene_units: SceneUnits::Db,
+            ..ModelArgs::default()
         },
     };
     segment::run(segment_args, quiet)?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::ModelArgs;
+use super::model::load_model;
 
 /// Describe a model: inputs, outputs, manifest, parameter count, operator histogram.
 #[derive(Args, Debug)]
@@ -21,31 +21,13 @@ pub struct InfoArgs {
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
-    let model_args = ModelArgs {
-        model: args.model.clone(),
-        manifest: args.manifest.clone(),
-        tile: None,
-        overlap: 0,
-        stripe: None,
-        batch: None,
-        precision: None,
-        profile: None,
-        threads: Some(1),
-        max_memory: None,
-        scene_units: super::model::SceneUnits::Db,
-    };
-    let (file, manifest) = match model_args.load_file_and_manifest() {
-        Ok((file, manifest)) => (file, Some(manifest)),
-        Err(err) => {
-            // A model without a manifest can still be described.
-            let file = match &args.model {
-                Some(p) => crate::engine::ModelFile::read(p)?,
-                None => return Err(err),
-            };
-            log::warn!("{err:#}");
-            (file, None)
-        }
-    };
+    let (file, manifest) = load_model(args.model.as_deref(), args.manifest.as_deref())?;
+    if manifest.is_none() {
+        log::warn!(
+            "{} carries no manifest in its metadata; pass one with --manifest M.toml",
+            file.source
+        );
+    }
     let info = file.info();
     if args.json {
         println!(

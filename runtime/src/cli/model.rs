@@ -1,6 +1,6 @@
 //! Options shared by every command that runs a model, and turning them into a ready engine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -24,7 +24,7 @@ pub struct ModelArgs {
     #[arg(long, value_name = "N")]
     pub tile: Option<usize>,
     /// Overlap between neighbouring tiles, in pixels; blended to hide seams. 0 = plain grid.
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_OVERLAP_PX)]
     pub overlap: usize,
     /// Columns processed at once, a multiple of 256 [default: 4096 or 8 tiles]. Row buffers
     /// scale with it; lower it to save memory on very wide scenes.
@@ -97,25 +97,58 @@ pub struct PreparedModel {
     pub budget: Option<u64>,
 }
 
+/// Default overlap between tiles, in pixels.
+pub const DEFAULT_OVERLAP_PX: usize = 32;
+
+impl Default for ModelArgs {
+    /// The embedded model with every option at its command-line default.
+    fn default() -> ModelArgs {
+        ModelArgs {
+            model: None,
+            manifest: None,
+            tile: None,
+            overlap: DEFAULT_OVERLAP_PX,
+            stripe: None,
+            threads: None,
+            max_memory: None,
+            batch: None,
+            precision: None,
+            profile: None,
+            scene_units: SceneUnits::Db,
+        }
+    }
+}
+
+/// Reads a model (the embedded baseline when `model` is None) and its manifest: from
+/// `manifest` when given, else from the model's metadata, else None.
+pub fn load_model(
+    model: Option<&Path>,
+    manifest: Option<&Path>,
+) -> anyhow::Result<(ModelFile, Option<Manifest>)> {
+    let file = match model {
+        Some(path) => ModelFile::read(path)?,
+        None => ModelFile::from_bytes(baseline::NAME.into(), &baseline::onnx_bytes())?,
+    };
+    let manifest = match manifest {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read manifest {}", path.display()))?;
+            Some(Manifest::from_toml(&text).with_context(|| format!("{}", path.display()))?)
+        }
+        None => file.embedded_manifest()?,
+    };
+    Ok((file, manifest))
+}
+
 impl ModelArgs {
     pub fn load_file_and_manifest(&self) -> anyhow::Result<(ModelFile, Manifest)> {
-        let file = match &self.model {
-            Some(path) => ModelFile::read(path)?,
-            None => ModelFile::from_bytes(baseline::NAME.into(), &baseline::onnx_bytes())?,
-        };
-        let manifest = match &self.manifest {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read manifest {}", path.display()))?;
-                Manifest::from_toml(&text).with_context(|| format!("{}", path.display()))?
-            }
-            None => file.embedded_manifest()?.with_context(|| {
-                format!(
-                    "{} carries no manifest in its metadata; pass one with --manifest M.toml",
-                    file.source
-                )
-            })?,
-        };
+        let (file, manifest) = load_model(self.model.as_deref(), self.manifest.as_deref())?;
+        let manifest = manifest.with_context(|| {
+            format!(
+                "{} carries no manifest in its metadata; pass one with --manifest M.toml",
+                file.source
+            )
+        })?;
         Ok((file, manifest))
     }
 
