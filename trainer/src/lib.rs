@@ -1,3 +1,14 @@
-//! floodtrain — fine-tunes the Clay encoder with LoRA in burn and exports the merged ONNX and
-//! the signed adapter that `floodrt` runs. Not implemented yet: see issue #3 (trainer) and
-//! issue #4 (export). It depends only on the `flood-models` contract.
+//! floodtrain — the workstation half: fine-tunes Clay for flood segmentation with burn.
+//!
+//! ```text
+//! checkpoint ─▶ model::clay (encoder, parity) ─▶ model::flood (arm: frozen | LoRA | full, head)
+//! Sen1Floods11 ─▶ data (chips, crops, flips) ─▶ train (BCE+Dice, AdamW, cosine) ─▶ metrics (IoU, F1)
+//! ```
+//! Everything runs on burn's pure-Rust CPU backend by default; `--features cuda` adds CUDA.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cli;
+pub mod data;
+pub mod model;
+pub mod parity;
+pub mod train;

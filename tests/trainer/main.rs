@@ -1,0 +1,9 @@
+//! End-to-end tests of `floodtrain`, run as the user runs it. Tests that need the shared data
+//! (`../shared` or `FLOOD_SHARED`) skip with a message when it is absent.
+
+#[macro_use]
+mod util;
+
+mod errors;
+mod learn;
+mod parity;

@@ -1,0 +1,66 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The shared data folder, or None (the caller skips) when it is absent.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("FLOOD_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    dir.join("data/sen1floods11").is_dir().then_some(dir)
+}
+
+/// `let shared = need_shared!();` returns from the test with a message when data is absent.
+macro_rules! need_shared {
+    () => {
+        match crate::util::shared_dir() {
+            Some(dir) => dir,
+            None => {
+                eprintln!(
+                    "skipping: shared data not found (set FLOOD_SHARED or put it at ../shared)"
+                );
+                return;
+            }
+        }
+    };
+}
+
+pub fn floodtrain() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_floodtrain"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("floodtrain runs")
+}
+
+/// Runs and insists on exit 0; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs, insists on exit `code`, returns stderr.
+pub fn run_code(cmd: &mut Command, code: i32) -> String {
+    let out = run(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn parity_fixture(shared: &Path) -> PathBuf {
+    shared.join("fixtures/clay-parity")
+}

@@ -1,0 +1,63 @@
+//! The `floodtrain` command line: one file per subcommand, each with its `Args` and `run`.
+
+mod device;
+mod eval;
+mod params;
+mod parity;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fine-tune the Clay foundation model to map flood water, and check it against the reference.
+///
+/// floodtrain loads a Clay encoder checkpoint (official `.ckpt` or safetensors), puts a
+/// segmentation head on it and trains one of the paper's three arms (frozen encoder, LoRA, full
+/// fine-tuning) on Sen1Floods11-style chips, on the CPU by default.
+///
+/// Start with `floodtrain params --preset large --mode lora --lora-rank 256` to size a run, or
+/// `floodtrain parity DIR` to check the encoder against PyTorch outputs.
+#[derive(Parser, Debug)]
+#[command(
+    name = "floodtrain",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// No progress bar; errors are still printed.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Train(train::TrainArgs),
+    Eval(eval::EvalArgs),
+    Parity(parity::ParityArgs),
+    Params(params::ParamsArgs),
+}
+
+/// Parses `std::env::args`, runs, and maps the outcome to an exit code: 0 ok, 1 check failed, 2 error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("floodtrain: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(args) => train::run(args, cli.quiet),
+        Command::Eval(args) => eval::run(args, cli.quiet),
+        Command::Parity(args) => parity::run(args),
+        Command::Params(args) => params::run(args),
+    }
+}

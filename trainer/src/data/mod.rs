@@ -1,0 +1,12 @@
+//! Training data: Sen1Floods11-style chips, normalised for Clay, cropped and augmented.
+//!
+//! ```text
+//! DIR/{S1Hand,S2Hand,LabelHand} ─▶ chips (read + normalise) ─▶ augment (crop, flip, rot90) ─▶ batcher
+//! ```
+
+pub mod augment;
+pub mod batcher;
+pub mod chips;
+pub mod raster;
+
+pub use chips::{Chip, ChipRef, Sensor};

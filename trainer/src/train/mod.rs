@@ -1,0 +1,8 @@
+//! Training and evaluation: losses, metrics, the learning-rate schedule and the loop.
+
+pub mod config;
+pub mod evaluate;
+pub mod fit;
+pub mod loss;
+pub mod metrics;
+pub mod schedule;
