@@ -10,7 +10,7 @@ use crate::model::checkpoint::{CheckpointError, StateDict, TensorFile};
 use crate::model::clay::{ClayEncoderConfig, PATCH_PX};
 
 /// Largest max-abs difference a stage may show.
-pub const TOLERANCE: f32 = 1e-4;
+pub const TOLERANCE: f64 = 1e-4;
 
 /// The stages a fixture stores, in forward order.
 pub const STAGES: [&str; 4] = [
@@ -47,11 +47,11 @@ pub struct StageDiffs {
 }
 
 impl StageDiffs {
-    pub fn worst(&self) -> f32 {
+    pub fn worst(&self) -> f64 {
         self.max_abs_diff
             .iter()
-            .map(|(_, d)| *d)
-            .fold(0.0, f32::max)
+            .map(|(_, d)| f64::from(*d))
+            .fold(0.0, f64::max)
     }
 }
 

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use indicatif::ProgressBar;
 
 use super::device::DeviceArg;
-use crate::data::Sensor;
 use crate::train::evaluate::evaluate;
 use crate::train::fit::{load_chips, load_run};
 use crate::train::loss::LossKind;
@@ -44,11 +43,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--tile {} must be a positive multiple of 8", args.tile);
     }
     let (config, model) = load_run(&args.checkpoint, &device)?;
-    let sensor = if config.waves_um.len() == 2 {
-        Sensor::S1
-    } else {
-        Sensor::S2
-    };
+    let sensor = config.sensor;
     let kind = if config.classes == 1 {
         LossKind::BceDice
     } else {

@@ -1,5 +1,6 @@
 //! The `floodtrain` command line: one file per subcommand, each with its `Args` and `run`.
 
+mod bench;
 mod device;
 mod eval;
 mod params;
@@ -39,6 +40,7 @@ pub enum Command {
     Eval(eval::EvalArgs),
     Parity(parity::ParityArgs),
     Params(params::ParamsArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Parses `std::env::args`, runs, and maps the outcome to an exit code: 0 ok, 1 check failed, 2 error.
@@ -59,5 +61,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(args, cli.quiet),
         Command::Parity(args) => parity::run(args),
         Command::Params(args) => params::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -39,7 +39,7 @@ pub fn run(args: ParamsArgs) -> anyhow::Result<ExitCode> {
         encoder: args.preset.config(),
         head: args.head,
         classes: args.classes,
-        waves_um: vec![3.5, 4.0],
+        sensor: crate::data::Sensor::S1,
         gsd_m: 10.0,
         arm: args.mode,
         lora: (args.mode == Arm::Lora).then(|| LoraConfig {

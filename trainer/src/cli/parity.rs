@@ -29,7 +29,7 @@ pub fn run(args: ParityArgs) -> anyhow::Result<ExitCode> {
         }
         results.push(parity::check(&args.dir, &checkpoint, &device)?);
     }
-    let worst = results.iter().map(|r| r.worst()).fold(0.0, f32::max);
+    let worst = results.iter().map(|r| r.worst()).fold(0.0, f64::max);
     let report = serde_json::json!({
         "tolerance": TOLERANCE,
         "pass": worst <= TOLERANCE,

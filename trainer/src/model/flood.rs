@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::clay::{encoder::patch_grid, ClayEncoder, ClayEncoderConfig};
 use super::head::{Head, HeadKind};
+use crate::data::Sensor;
 
 /// How the encoder is adapted (the paper's arms).
 #[derive(
@@ -105,8 +106,8 @@ pub struct FloodModelConfig {
     pub head: HeadKind,
     /// 1: one water logit (BCE + Dice); 2: land/water logits (cross-entropy).
     pub classes: usize,
-    /// Band wavelengths in µm, in input order (they condition Clay's patch embedding).
-    pub waves_um: Vec<f32>,
+    /// The input bands (their wavelengths condition Clay's patch embedding) and normalisation.
+    pub sensor: Sensor,
     pub gsd_m: f32,
     pub arm: Arm,
     pub lora: Option<LoraConfig>,
@@ -145,7 +146,7 @@ impl FloodModelConfig {
         FloodModel {
             encoder,
             head: Head::new(self.head, self.encoder.dim, self.classes, device),
-            waves_um: self.waves_um.clone(),
+            waves_um: self.sensor.waves_um(),
             gsd_m: self.gsd_m,
         }
     }

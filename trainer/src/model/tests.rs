@@ -19,7 +19,7 @@ fn config(arm: Arm, targets: &[LoraTarget]) -> FloodModelConfig {
             .with_mlp_ratio(2),
         head: HeadKind::Deconv,
         classes: 1,
-        waves_um: vec![3.5, 4.0],
+        sensor: crate::data::Sensor::S1,
         gsd_m: 10.0,
         arm,
         lora: Some(LoraConfig {

@@ -166,7 +166,7 @@ impl TrainConfig {
             encoder: self.encoder(),
             head: m.head,
             classes: m.loss.classes(),
-            waves_um: self.data.sensor.waves_um(),
+            sensor: self.data.sensor,
             gsd_m: 10.0,
             arm: m.arm,
             lora: (m.arm == Arm::Lora).then(|| LoraConfig {

@@ -112,9 +112,10 @@ impl DynamicEmbedding {
         let weights = gen
             .fc_weight
             .forward(out.clone().slice([band_rows.clone()]) + tokens.slice([band_rows]));
-        let bias = gen
-            .fc_bias
-            .forward(out.slice([LATENT_TOKENS + bands..LATENT_TOKENS + bands + 1]));
+        let bias = gen.fc_bias.forward(out.slice([
+            LATENT_TOKENS + bands..LATENT_TOKENS + bands + 1,
+            0..WAVE_DIM,
+        ]));
         // "cin (cout k1 k2) -> cout cin k1 k2"
         let kernel = weights
             .reshape([bands, self.dim, PATCH_PX, PATCH_PX])
