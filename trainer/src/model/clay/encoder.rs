@@ -3,7 +3,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
 use super::{ClayEncoderConfig, DynamicEmbedding, PATCH_PX};
@@ -224,15 +226,20 @@ impl Attention {
             t.reshape([batch, tokens, self.heads, self.dim_head])
                 .swap_dims(1, 2)
         };
-        let scores = heads(q)
-            .matmul(heads(k).swap_dims(2, 3))
-            .mul_scalar(1.0 / (self.dim_head as f64).sqrt());
-        let out = softmax(scores, 3)
-            .matmul(heads(v))
+        let out = scaled_dot_product(heads(q), heads(k), heads(v))
             .swap_dims(1, 2)
             .reshape([batch, tokens, inner]);
         self.to_out.forward(out)
     }
+}
+
+/// softmax(q·kᵀ/√d)·v over all tokens with burn's attention op: a tiled (flash) kernel on the
+/// CPU for inference; under autodiff burn composes it from differentiable ops.
+///
+/// # Shapes
+/// - `q`, `k`, `v`: `[B, heads, N, d]` → `[B, heads, N, d]`
+pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    attention(q, k, v, None, None, AttentionModuleOptions::default())
 }
 
 /// Clay's GSD-scaled 2-D sin-cos encoding: `[sin(col·ω), cos(col·ω), sin(row·ω), cos(row·ω)]`,

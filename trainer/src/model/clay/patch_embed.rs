@@ -4,11 +4,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
+use super::encoder::scaled_dot_product;
 use super::PATCH_PX;
 
 /// Width of the wavelength embedding and of the hypernetwork's tokens.
@@ -159,11 +160,8 @@ impl WaveEncoderLayer {
         let q = split(qkv.clone().slice([0..seq, 0..width]));
         let k = split(qkv.clone().slice([0..seq, width..2 * width]));
         let v = split(qkv.slice([0..seq, 2 * width..3 * width]));
-        let scores = q
-            .matmul(k.swap_dims(1, 2))
-            .mul_scalar(1.0 / (head as f64).sqrt());
-        let attended = softmax(scores, 2)
-            .matmul(v)
+        let attended = scaled_dot_product(q.unsqueeze_dim(0), k.unsqueeze_dim(0), v.unsqueeze_dim(0))
+            .squeeze_dim::<3>(0)
             .swap_dims(0, 1)
             .reshape([seq, width]);
         let x = self.norm1.forward(x + self.out_proj.forward(attended));
