@@ -116,3 +116,44 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         );
     }
 }
+
+/// Sentinel-2 chips (Clay's 10 bands picked from S2Hand's 13) train and evaluate end to end;
+/// chips may come from a Sen1Floods11 split CSV.
+#[test]
+fn sentinel2_chips_and_split_csvs_work() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("train.csv");
+    std::fs::write(&split, "India_900498_S1Hand.tif,India_900498_LabelHand.tif\nSpain_7370579_S1Hand.tif,Spain_7370579_LabelHand.tif\n").unwrap();
+    let out = dir.path().join("run");
+    run_ok(
+        smoke(&shared, &out)
+            .args(["--sensor", "s2", "--steps", "2", "--train-split"])
+            .arg(&split),
+    );
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["sensor"], "s2");
+    let json = run_ok(
+        floodtrain()
+            .args(["eval", "--json", "--tile", "64", "--split"])
+            .arg(&split)
+            .arg("--checkpoint")
+            .arg(&out)
+            .arg("--data")
+            .arg(shared.join("data/sen1floods11")),
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let chips: Vec<&String> = report["chips"].as_object().unwrap().keys().collect();
+    assert_eq!(chips, ["India_900498", "Spain_7370579"]);
+
+    // A split naming a chip that is not there is refused with its path.
+    std::fs::write(&split, "Atlantis_1_S1Hand.tif,Atlantis_1_LabelHand.tif\n").unwrap();
+    let err = run_code(
+        smoke(&shared, &dir.path().join("bad"))
+            .arg("--train-split")
+            .arg(&split),
+        2,
+    );
+    assert!(err.contains("Atlantis_1"), "{err}");
+}

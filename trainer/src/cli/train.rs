@@ -32,6 +32,15 @@ pub struct TrainArgs {
     /// Clay checkpoint, .ckpt or .safetensors (overrides model.checkpoint).
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// s1 (VV, VH in dB) or s2 (Clay's 10 Sentinel-2 bands) (overrides data.sensor).
+    #[arg(long, value_enum)]
+    sensor: Option<crate::data::Sensor>,
+    /// CSV of `S1Hand,LabelHand` file pairs to train on (overrides data.train_split).
+    #[arg(long)]
+    train_split: Option<PathBuf>,
+    /// CSV of file pairs to evaluate on after training (overrides data.valid_split).
+    #[arg(long)]
+    valid_split: Option<PathBuf>,
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     #[arg(long, value_enum)]
@@ -92,6 +101,18 @@ fn config_from_args(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     if let Some(v) = &args.data {
         config.data.dir = v.clone();
     }
+    if let Some(v) = args.sensor {
+        config.data.sensor = v;
+    }
+    // A chip list given on the command line replaces the file's, whichever form either takes.
+    if let Some(v) = &args.train_split {
+        config.data.train_split = Some(v.clone());
+        config.data.train_chips = None;
+    }
+    if let Some(v) = &args.valid_split {
+        config.data.valid_split = Some(v.clone());
+        config.data.valid_chips = None;
+    }
     if let Some(v) = &args.out {
         config.out = v.clone();
     }
@@ -124,9 +145,11 @@ fn config_from_args(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     if let Some(v) = &args.train_chips {
         config.data.train_chips = Some(v.clone());
+        config.data.train_split = None;
     }
     if let Some(v) = &args.valid_chips {
         config.data.valid_chips = Some(v.clone());
+        config.data.valid_split = None;
     }
     config.validate()?;
     Ok(config)

@@ -54,7 +54,7 @@ pub struct DataSection {
     pub sensor: Sensor,
     /// CSV of `S1Hand,LabelHand` file pairs to train on; without it, `train_chips` or every chip.
     pub train_split: Option<PathBuf>,
-    /// Chip names (`India_900498`) to train on.
+    /// Chip names (`India_900498`) to train on (a subset of `train_split` when both are given).
     pub train_chips: Option<Vec<String>>,
     /// CSV or names to evaluate on after training (never the training chips when reporting).
     pub valid_split: Option<PathBuf>,

@@ -160,10 +160,11 @@ impl WaveEncoderLayer {
         let q = split(qkv.clone().slice([0..seq, 0..width]));
         let k = split(qkv.clone().slice([0..seq, width..2 * width]));
         let v = split(qkv.slice([0..seq, 2 * width..3 * width]));
-        let attended = scaled_dot_product(q.unsqueeze_dim(0), k.unsqueeze_dim(0), v.unsqueeze_dim(0))
-            .squeeze_dim::<3>(0)
-            .swap_dims(0, 1)
-            .reshape([seq, width]);
+        let attended =
+            scaled_dot_product(q.unsqueeze_dim(0), k.unsqueeze_dim(0), v.unsqueeze_dim(0))
+                .squeeze_dim::<3>(0)
+                .swap_dims(0, 1)
+                .reshape([seq, width]);
         let x = self.norm1.forward(x + self.out_proj.forward(attended));
         let ff = self.linear2.forward(gelu(self.linear1.forward(x.clone())));
         self.norm2.forward(x + ff)
