@@ -3,7 +3,7 @@ use std::fmt;
 use sha2::{Digest as _, Sha256};
 
 /// A SHA-256 digest, shown as lowercase hex. Names model files and the bases adapters bind to.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Digest(pub [u8; 32]);
 
 impl Digest {
