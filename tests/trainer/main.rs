@@ -5,5 +5,6 @@
 mod util;
 
 mod errors;
+mod export;
 mod learn;
 mod parity;

@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod data;
+pub mod export;
 pub mod model;
 pub mod parity;
 pub mod train;

@@ -3,6 +3,7 @@
 mod bench;
 mod device;
 mod eval;
+mod export;
 mod params;
 mod parity;
 mod train;
@@ -38,6 +39,7 @@ pub struct Cli {
 pub enum Command {
     Train(train::TrainArgs),
     Eval(eval::EvalArgs),
+    Export(export::ExportArgs),
     Parity(parity::ParityArgs),
     Params(params::ParamsArgs),
     Bench(bench::BenchArgs),
@@ -59,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Eval(args) => eval::run(args, cli.quiet),
+        Command::Export(args) => export::run(args, cli.quiet),
         Command::Parity(args) => parity::run(args),
         Command::Params(args) => params::run(args),
         Command::Bench(args) => bench::run(args),

@@ -52,6 +52,9 @@ pub struct TrainArgs {
     lora_targets: Option<String>,
     #[arg(long)]
     steps: Option<usize>,
+    /// Training crop side in pixels, a multiple of 8 (overrides data.crop_px).
+    #[arg(long)]
+    crop_px: Option<usize>,
     #[arg(long)]
     batch: Option<usize>,
     #[arg(long)]
@@ -130,6 +133,9 @@ fn config_from_args(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
     }
     if let Some(v) = &args.lora_targets {
         m.lora_targets = LoraTarget::parse_list(v).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(v) = args.crop_px {
+        config.data.crop_px = v;
     }
     if let Some(v) = args.steps {
         config.optim.steps = v;

@@ -1,0 +1,160 @@
+//! A small ONNX graph builder over tract's public protobuf types (`tract_onnx::pb`), the only
+//! place the trainer touches them. Opset 17, float tensors, names made unique here.
+
+use prost::Message;
+use tract_onnx::pb;
+
+pub const OPSET: i64 = 17;
+const FLOAT: i32 = 1;
+const INT64: i32 = 7;
+
+#[derive(Default)]
+pub struct GraphBuilder {
+    nodes: Vec<pb::NodeProto>,
+    initializers: Vec<pb::TensorProto>,
+    counter: usize,
+}
+
+/// A node attribute.
+pub enum Attr {
+    Int(&'static str, i64),
+    Ints(&'static str, Vec<i64>),
+    Float(&'static str, f32),
+    Str(&'static str, &'static str),
+}
+
+impl GraphBuilder {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.counter += 1;
+        format!("{hint}_{}", self.counter)
+    }
+
+    /// An f32 initializer named `name` (kept as given: weights keep their module paths).
+    pub fn weight(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
+        self.initializers.push(pb::TensorProto {
+            name: name.into(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name.to_string()
+    }
+
+    pub fn constant(&mut self, hint: &str, dims: &[usize], data: Vec<f32>) -> String {
+        let name = self.fresh(hint);
+        self.weight(&name, dims, data)
+    }
+
+    pub fn scalar(&mut self, hint: &str, value: f32) -> String {
+        self.constant(hint, &[], vec![value])
+    }
+
+    pub fn ints(&mut self, hint: &str, values: &[i64]) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(pb::TensorProto {
+            name: name.clone(),
+            dims: vec![values.len() as i64],
+            data_type: INT64,
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds a node with `outputs` results and returns their names.
+    pub fn op_n(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>, outputs: usize) -> Vec<String> {
+        let out: Vec<String> = (0..outputs).map(|_| self.fresh(&op.to_lowercase())).collect();
+        self.nodes.push(pb::NodeProto {
+            op_type: op.into(),
+            name: out[0].clone(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: out.clone(),
+            attribute: attrs.into_iter().map(attribute).collect(),
+            ..Default::default()
+        });
+        out
+    }
+
+    pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>) -> String {
+        self.op_n(op, inputs, attrs, 1).remove(0)
+    }
+
+    /// The model bytes: one float input and one float output of fixed shapes, plus metadata.
+    pub fn finish(mut self, input: (&str, &[usize]), output: (&str, &str, &[usize]), metadata: Vec<(String, String)>, doc: &str) -> Vec<u8> {
+        let (from, to, out_dims) = output;
+        self.nodes.push(pb::NodeProto {
+            op_type: "Identity".into(),
+            name: to.into(),
+            input: vec![from.into()],
+            output: vec![to.into()],
+            ..Default::default()
+        });
+        let graph = pb::GraphProto {
+            name: "flood".into(),
+            node: self.nodes,
+            initializer: self.initializers,
+            input: vec![value(input.0, input.1)],
+            output: vec![value(to, out_dims)],
+            ..Default::default()
+        };
+        pb::ModelProto {
+            ir_version: 8,
+            producer_name: "floodtrain".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: doc.into(),
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            graph: Some(graph),
+            metadata_props: metadata.into_iter().map(|(key, value)| pb::StringStringEntryProto { key, value }).collect(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
+
+fn attribute(attr: Attr) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType;
+    let mut a = pb::AttributeProto::default();
+    match attr {
+        Attr::Int(name, v) => {
+            a.name = name.into();
+            a.r#type = AttributeType::Int as i32;
+            a.i = v;
+        }
+        Attr::Ints(name, v) => {
+            a.name = name.into();
+            a.r#type = AttributeType::Ints as i32;
+            a.ints = v;
+        }
+        Attr::Float(name, v) => {
+            a.name = name.into();
+            a.r#type = AttributeType::Float as i32;
+            a.f = v;
+        }
+        Attr::Str(name, v) => {
+            a.name = name.into();
+            a.r#type = AttributeType::String as i32;
+            a.s = v.as_bytes().to_vec();
+        }
+    }
+    a
+}
+
+fn value(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = dims
+        .iter()
+        .map(|&d| Dimension { value: Some(Value::DimValue(d as i64)), ..Default::default() })
+        .collect();
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: FLOAT,
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
