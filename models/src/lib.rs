@@ -13,6 +13,7 @@ pub mod adapter;
 mod digest;
 mod error;
 mod manifest;
+pub mod metrics;
 pub mod sign;
 
 pub use digest::Digest;

@@ -53,7 +53,7 @@ fn a_small_configuration_learns_and_leaves_the_base_untouched() {
     let count = |k: &str| c[k].as_f64().unwrap();
     let water = count("tp") + count("fn");
     let all_water_iou = water / (water + count("fp") + count("tn"));
-    let iou = pooled["water_iou"].as_f64().unwrap();
+    let iou = pooled["iou"].as_f64().unwrap();
     eprintln!("water IoU {iou:.4}; all-water baseline {all_water_iou:.4}; all-land 0");
     assert!(
         iou > 0.55 && iou > all_water_iou + 0.2,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{progress_bar, ModelArgs, PreparedModel};
-use crate::metrics::{Confusion, Scores};
+use crate::metrics::{count, Confusion, Scores};
 use crate::pipeline::{segment, SegmentConfig};
 use crate::scene::Scene;
 use crate::sink::{MemorySink, RowSink};
@@ -149,7 +149,7 @@ fn evaluate_chip(
         .iter()
         .map(|&v| if v.is_nan() { -1 } else { v as i16 })
         .collect();
-    let confusion = Confusion::count(&memory.mask, &label);
+    let confusion = count(&memory.mask, &label);
     let water = memory.mask.iter().filter(|&&m| m == 1).count();
     Ok(ChipResult {
         chip: chip.to_string(),

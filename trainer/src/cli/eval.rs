@@ -69,20 +69,25 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         &device,
         |chip, counts| {
             bar.inc(1);
-            bar.set_message(format!("{} IoU {:.3}", chip.name, counts.water_iou()));
+            bar.set_message(format!(
+                "{} IoU {:.3}",
+                chip.name,
+                counts.scores().iou.unwrap_or(f64::NAN)
+            ));
         },
     );
     bar.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation.to_json())?);
     } else {
-        let s = evaluation.pooled().summary();
+        let s = evaluation.pooled().scores();
+        let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
         println!("chips      {}", chips.len());
-        println!("water IoU  {:.4}", s.water_iou);
-        println!("F1         {:.4}", s.f1);
-        println!("precision  {:.4}", s.precision);
-        println!("recall     {:.4}", s.recall);
-        println!("mIoU       {:.4}", s.miou);
+        println!("water IoU  {}", f(s.iou));
+        println!("F1         {}", f(s.f1));
+        println!("precision  {}", f(s.precision));
+        println!("recall     {}", f(s.recall));
+        println!("mIoU       {}", f(s.miou));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -226,7 +226,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         if !quiet {
             eprintln!(
                 "validation water IoU {:.4} (pooled over {} chips)",
-                evaluation.pooled().water_iou(),
+                evaluation.pooled().scores().iou.unwrap_or(f64::NAN),
                 valid.len()
             );
         }

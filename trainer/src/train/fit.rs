@@ -211,7 +211,7 @@ impl Trainer {
                     .collect();
                 let b = batch(&samples, &self.device);
                 let logits = self.model.forward(b.pixels);
-                window.merge(&batch_confusion(
+                window.add(&batch_confusion(
                     water_probability(kind, logits.clone().detach()),
                     &b.target,
                     &b.valid,
@@ -233,11 +233,11 @@ impl Trainer {
                 step: step + 1,
                 loss: step_loss,
                 lr,
-                running_iou: window.water_iou(),
+                running_iou: window.scores().iou.unwrap_or(f64::NAN),
                 seconds: started.elapsed().as_secs_f64(),
             };
             writeln!(log, "{}", serde_json::to_string(&line)?)?;
-            on_step(step + 1, step_loss, window.water_iou());
+            on_step(step + 1, step_loss, window.scores().iou.unwrap_or(f64::NAN));
             if (step + 1).is_multiple_of(10) {
                 window = Confusion::default();
             }

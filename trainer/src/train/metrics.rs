@@ -1,87 +1,9 @@
-//! Confusion counts and the paper's metrics: pooled water IoU, F1, precision, recall, mIoU,
-//! per chip, per event and over the whole set.
+//! Per-chip, per-event and pooled water metrics (the definitions live in
+//! `flood_models::metrics`, shared with `floodrt eval`).
 
 use std::collections::BTreeMap;
 
-/// Water-class confusion counts over valid pixels.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Confusion {
-    pub tp: u64,
-    pub fp: u64,
-    #[serde(rename = "fn")]
-    pub fn_: u64,
-    pub tn: u64,
-}
-
-impl Confusion {
-    pub fn add_pixel(&mut self, predicted_water: bool, is_water: bool) {
-        match (predicted_water, is_water) {
-            (true, true) => self.tp += 1,
-            (true, false) => self.fp += 1,
-            (false, true) => self.fn_ += 1,
-            (false, false) => self.tn += 1,
-        }
-    }
-
-    pub fn merge(&mut self, other: &Confusion) {
-        self.tp += other.tp;
-        self.fp += other.fp;
-        self.fn_ += other.fn_;
-        self.tn += other.tn;
-    }
-
-    fn ratio(num: u64, den: u64) -> f64 {
-        if den == 0 {
-            f64::NAN
-        } else {
-            num as f64 / den as f64
-        }
-    }
-
-    /// TP / (TP + FP + FN): the paper's IoU.
-    pub fn water_iou(&self) -> f64 {
-        Self::ratio(self.tp, self.tp + self.fp + self.fn_)
-    }
-    pub fn land_iou(&self) -> f64 {
-        Self::ratio(self.tn, self.tn + self.fp + self.fn_)
-    }
-    pub fn precision(&self) -> f64 {
-        Self::ratio(self.tp, self.tp + self.fp)
-    }
-    pub fn recall(&self) -> f64 {
-        Self::ratio(self.tp, self.tp + self.fn_)
-    }
-    /// 2·TP / (2·TP + FP + FN) = 2·IoU / (1 + IoU).
-    pub fn f1(&self) -> f64 {
-        Self::ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn_)
-    }
-    /// Mean of the water and land IoU.
-    pub fn miou(&self) -> f64 {
-        (self.water_iou() + self.land_iou()) / 2.0
-    }
-
-    pub fn summary(&self) -> Scores {
-        Scores {
-            water_iou: self.water_iou(),
-            f1: self.f1(),
-            precision: self.precision(),
-            recall: self.recall(),
-            miou: self.miou(),
-            counts: *self,
-        }
-    }
-}
-
-/// Metrics of one group of pixels (NaN where undefined, e.g. IoU with no water at all).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Scores {
-    pub water_iou: f64,
-    pub f1: f64,
-    pub precision: f64,
-    pub recall: f64,
-    pub miou: f64,
-    pub counts: Confusion,
-}
+pub use flood_models::metrics::{Confusion, Scores};
 
 /// Per-chip counts, grouped into events and pooled.
 #[derive(Clone, Debug, Default)]
@@ -95,27 +17,31 @@ impl Evaluation {
             .chips
             .entry(name.to_string())
             .or_insert_with(|| (event.to_string(), Confusion::default()));
-        entry.1.merge(&counts);
+        entry.1.add(&counts);
     }
 
     pub fn pooled(&self) -> Confusion {
         let mut all = Confusion::default();
-        self.chips.values().for_each(|(_, c)| all.merge(c));
+        self.chips.values().for_each(|(_, c)| all.add(c));
         all
     }
 
     pub fn events(&self) -> BTreeMap<String, Confusion> {
         let mut events = BTreeMap::<String, Confusion>::new();
         for (event, c) in self.chips.values() {
-            events.entry(event.clone()).or_default().merge(c);
+            events.entry(event.clone()).or_default().add(c);
         }
         events
     }
 
-    /// `{ "pooled": …, "events": {…}, "chips": {…} }`; NaN becomes null.
+    /// `{ "pooled": …, "events": {…}, "chips": {…} }`, each `{iou, f1, precision, recall, miou,
+    /// counts}` as `floodrt eval` writes them; undefined scores are null.
     pub fn to_json(&self) -> serde_json::Value {
-        let scores =
-            |c: &Confusion| serde_json::to_value(c.summary()).unwrap_or(serde_json::Value::Null);
+        let scores = |c: &Confusion| {
+            let mut value = serde_json::to_value(c.scores()).unwrap_or_default();
+            value["counts"] = serde_json::to_value(c).unwrap_or_default();
+            value
+        };
         serde_json::json!({
             "metric": "water IoU pooled over valid pixels (TP/(TP+FP+FN)); F1 = 2·IoU/(1+IoU); mIoU = mean of water and land IoU",
             "pooled": scores(&self.pooled()),
@@ -128,21 +54,6 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_follow_their_definitions() {
-        let c = Confusion {
-            tp: 6,
-            fp: 2,
-            fn_: 2,
-            tn: 10,
-        };
-        assert!((c.water_iou() - 0.6).abs() < 1e-12);
-        assert!((c.f1() - 2.0 * 0.6 / 1.6).abs() < 1e-12);
-        assert!((c.land_iou() - 10.0 / 14.0).abs() < 1e-12);
-        assert!((c.precision() - 0.75).abs() < 1e-12);
-        assert!(Confusion::default().water_iou().is_nan());
-    }
 
     #[test]
     fn events_and_pool_add_up_chips() {
@@ -172,7 +83,7 @@ mod tests {
             "B",
             Confusion {
                 tp: 0,
-                fp: 1,
+                fp: 0,
                 fn_: 0,
                 tn: 5,
             },
@@ -187,8 +98,10 @@ mod tests {
             }
         );
         assert_eq!(e.pooled().tp, 4);
-        assert_eq!(e.pooled().fp, 2);
-        // NaN scores serialise as null rather than failing.
-        assert!(e.to_json()["chips"]["B_1"]["water_iou"].is_number());
+        let json = e.to_json();
+        assert_eq!(json["chips"]["A_1"]["iou"], 0.5);
+        assert_eq!(json["chips"]["A_1"]["counts"]["fn"], 1);
+        // No water anywhere: IoU is undefined, written as null.
+        assert!(json["chips"]["B_1"]["iou"].is_null());
     }
 }
