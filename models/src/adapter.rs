@@ -202,6 +202,40 @@ impl Adapter {
         Ok(())
     }
 
+    /// α/r, the factor of every delta.
+    pub fn scale(&self) -> f32 {
+        self.alpha / self.rank as f32
+    }
+
+    /// The update of one weight in the `[d_in, d_out]` layout
+    /// ([`WeightLayout::InOut`](crate::WeightLayout)): `(α/r)·(B·A)ᵀ`, row-major.
+    pub fn delta_in_out(&self, d: &LoraDelta) -> Result<Vec<f32>, AdapterError> {
+        let (r, d_in, d_out) = (self.rank as usize, d.d_in as usize, d.d_out as usize);
+        let (a, b) = (to_f32(&d.a, self.dtype), to_f32(&d.b, self.dtype));
+        if a.len() != r * d_in || b.len() != d_out * r {
+            return Err(AdapterError::Inconsistent(format!(
+                "{}: factor sizes do not match rank {r} × [{d_out}, {d_in}]",
+                d.weight
+            )));
+        }
+        // (α/r)·Bᵀ as [r, d_out], so the inner loop runs along contiguous rows.
+        let scale = self.scale();
+        let mut bt = vec![0f32; r * d_out];
+        for (o, row) in b.chunks_exact(r).enumerate() {
+            for (k, v) in row.iter().enumerate() {
+                bt[k * d_out + o] = v * scale;
+            }
+        }
+        let mut delta = vec![0f32; d_in * d_out];
+        for (i, out) in delta.chunks_exact_mut(d_out).enumerate() {
+            for (k, bt_row) in bt.chunks_exact(d_out).enumerate() {
+                let a_ki = a[k * d_in + i];
+                out.iter_mut().zip(bt_row).for_each(|(x, y)| *x += a_ki * y);
+            }
+        }
+        Ok(delta)
+    }
+
     /// The signed file: header, postcard body, signature.
     pub fn encode(&self, key: &SigningKey) -> Result<Vec<u8>, AdapterError> {
         self.check()?;

@@ -12,8 +12,32 @@ impl Digest {
     }
 
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        to_hex(&self.0)
     }
+
+    /// From 64 hex digits (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Option<Self> {
+        from_hex(text).map(Digest)
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Exactly `N` bytes from `2N` hex digits, or None.
+pub(crate) fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.trim().as_bytes();
+    if text.len() != 2 * N {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16);
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
 }
 
 impl fmt::Display for Digest {
@@ -38,5 +62,14 @@ mod tests {
             Digest::of(b"abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn hex_round_trips_and_refuses_bad_text() {
+        let d = Digest::of(b"abc");
+        assert_eq!(Digest::from_hex(&format!(" {}\n", d.to_hex())), Some(d));
+        assert_eq!(Digest::from_hex(&d.to_hex()[1..]), None);
+        assert_eq!(Digest::from_hex(&d.to_hex().replace('b', "g")), None);
+        assert_eq!(Digest::from_hex(&"é".repeat(32)), None);
     }
 }

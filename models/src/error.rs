@@ -30,4 +30,6 @@ pub enum ManifestError {
         "manifest [preprocess] rescale_from [{0}, {1}] is empty; the first bound must be lower"
     )]
     BadRescale(f32, f32),
+    #[error("manifest content_sha256 {0:?} is not 64 hexadecimal digits")]
+    BadDigest(String),
 }

@@ -14,11 +14,12 @@ mod digest;
 mod error;
 mod manifest;
 pub mod metrics;
+pub mod quant;
 pub mod sign;
 
 pub use digest::Digest;
 pub use error::ManifestError;
 pub use manifest::{
-    Manifest, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units,
-    MANIFEST_METADATA_KEY,
+    Manifest, MergeableWeight, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units,
+    WeightLayout, MANIFEST_METADATA_KEY,
 };

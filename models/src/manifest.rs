@@ -15,9 +15,36 @@ pub struct Manifest {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// SHA-256 (hex) of the model's protobuf encoded with `metadata_props` removed: the graph
+    /// and weights this manifest describes, so it can sit inside the file it names. floodrt
+    /// refuses a model whose content does not match (a damaged copy).
+    #[serde(default)]
+    pub content_sha256: Option<String>,
     pub input: ModelInput,
     pub preprocess: Preprocess,
     pub output: ModelOutput,
+    /// The weights an adapter may update (LoRA-mergeable), as the graph stores them.
+    #[serde(default)]
+    pub mergeable: Vec<MergeableWeight>,
+}
+
+/// A weight that LoRA adapters may target: its initializer name, shape and layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeableWeight {
+    pub name: String,
+    pub d_in: u32,
+    pub d_out: u32,
+    pub layout: WeightLayout,
+}
+
+/// How a mergeable weight's matrix is laid out in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightLayout {
+    /// `[d_in, d_out]`, row-major: the right operand of `MatMul` (y = x·W). Stored as f32, as
+    /// f16, or as int8 with one scale per output channel (axis 1) through `DequantizeLinear`.
+    InOut,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -205,6 +232,11 @@ impl Manifest {
                 return Err(ManifestError::BadRescale(lo, hi));
             }
         }
+        if let Some(hex) = &self.content_sha256 {
+            if crate::Digest::from_hex(hex).is_none() {
+                return Err(ManifestError::BadDigest(hex.clone()));
+            }
+        }
         Ok(())
     }
 }
@@ -277,6 +309,24 @@ mod tests {
             err,
             "manifest [preprocess] has 1 std values for 2 bands; give one per band"
         );
+    }
+
+    #[test]
+    fn content_digest_and_mergeable_weights_round_trip() {
+        let mut m = Manifest::from_toml(UNET).unwrap();
+        m.content_sha256 = Some(crate::Digest::of(b"model").to_hex());
+        m.mergeable = vec![MergeableWeight {
+            name: "encoder.blocks.0.attn.to_qkv.weight".into(),
+            d_in: 192,
+            d_out: 576,
+            layout: WeightLayout::InOut,
+        }];
+        assert_eq!(Manifest::from_toml(&m.to_toml()).unwrap(), m);
+        m.content_sha256 = Some("12ab".into());
+        assert!(Manifest::from_toml(&m.to_toml())
+            .unwrap_err()
+            .to_string()
+            .contains("12ab"));
     }
 
     #[test]

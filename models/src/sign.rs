@@ -5,7 +5,19 @@ use std::fmt;
 use ed25519_dalek::{Signature, Signer};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{from_hex, to_hex};
 use crate::Digest;
+
+/// Why a key or a list of trusted keys was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum KeyError {
+    #[error("line {line}: not a key: expected 64 hexadecimal digits (as `floodtrain keygen` writes)")]
+    NotHex { line: usize },
+    #[error("line {line}: 64 hex digits, but not a valid ed25519 public key")]
+    NotOnCurve { line: usize },
+    #[error("no keys: add one public key per line (hex), as `floodtrain keygen` writes to KEY.pub")]
+    Empty,
+}
 
 /// The first 8 bytes of SHA-256 of a public key: names the key in adapter headers and errors.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +50,15 @@ impl SigningKey {
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
     }
+    /// The key file's text: 64 hex digits.
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.0.to_bytes())
+    }
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
+        from_hex(text)
+            .map(|b| SigningKey::from_bytes(&b))
+            .ok_or(KeyError::NotHex { line: 1 })
+    }
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())
     }
@@ -58,6 +79,9 @@ impl PublicKey {
     }
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
+    }
+    pub fn to_hex(&self) -> String {
+        to_hex(self.0.as_bytes())
     }
     pub fn key_id(&self) -> KeyId {
         let digest = Digest::of(self.0.as_bytes());
@@ -86,5 +110,46 @@ impl TrustedKeys {
     }
     pub fn get(&self, id: KeyId) -> Option<&PublicKey> {
         self.0.iter().find(|k| k.key_id() == id)
+    }
+
+    /// A trust file: one public key per line in hex; blank lines and `#` comments ignored.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let mut keys = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bytes = from_hex::<32>(line).ok_or(KeyError::NotHex { line: i + 1 })?;
+            keys.push(PublicKey::from_bytes(&bytes).ok_or(KeyError::NotOnCurve { line: i + 1 })?);
+        }
+        if keys.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        Ok(TrustedKeys(keys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_through_their_text_files() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let again = SigningKey::from_hex(&format!("{}\n", key.to_hex())).unwrap();
+        assert_eq!(again.to_bytes(), key.to_bytes());
+        let trust = format!("# ground station\n\n{}  # workstation\n", key.public().to_hex());
+        let keys = TrustedKeys::parse(&trust).unwrap();
+        assert!(keys.get(key.key_id()).is_some());
+    }
+
+    #[test]
+    fn bad_trust_files_name_the_line() {
+        let key = SigningKey::from_bytes(&[7; 32]).public().to_hex();
+        assert_eq!(TrustedKeys::parse("").err(), Some(KeyError::Empty));
+        assert_eq!(TrustedKeys::parse(&format!("{key}\nxyz")).err(), Some(KeyError::NotHex { line: 2 }));
+        assert_eq!(TrustedKeys::parse(&key[2..]).err(), Some(KeyError::NotHex { line: 1 }));
+        assert!(SigningKey::from_hex("00").is_err());
     }
 }

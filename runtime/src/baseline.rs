@@ -24,6 +24,8 @@ pub const NAME: &str = "embedded:vh-threshold";
 
 pub fn manifest() -> Manifest {
     Manifest {
+        content_sha256: None,
+        mergeable: Vec::new(),
         name: "vh-threshold".into(),
         description: format!(
             "Baseline: water where VH < {THRESHOLD_DB} dB (logit {SLOPE_PER_DB}/dB). Replace with a trained model for real work."

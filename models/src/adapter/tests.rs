@@ -169,3 +169,21 @@ fn f16_factors_convert_both_ways() {
     let public = key(3).public();
     assert_eq!(PublicKey::from_bytes(&public.to_bytes()), Some(public));
 }
+
+#[test]
+fn the_delta_is_scaled_b_times_a_transposed() {
+    let adapter = adapter();
+    let d = &adapter.deltas[0];
+    let (a, b) = (to_f32(&d.a, Dtype::F32), to_f32(&d.b, Dtype::F32));
+    let delta = adapter.delta_in_out(d).unwrap();
+    // Naive (α/r)·Σ_k B[o][k]·A[k][i] at [i][o].
+    for i in 0..3 {
+        for o in 0..4 {
+            let want: f32 = (0..2).map(|k| b[o * 2 + k] * a[k * 3 + i]).sum::<f32>() * 2.0;
+            assert_eq!(delta[i * 4 + o], want, "[{i}][{o}]");
+        }
+    }
+    let mut short = adapter.clone();
+    short.deltas[0].b.truncate(4);
+    assert!(short.delta_in_out(&short.deltas[0]).is_err());
+}

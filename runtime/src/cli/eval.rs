@@ -29,43 +29,33 @@ pub struct EvalArgs {
     pub model: ModelArgs,
 }
 
+/// One chip's scores, and the predicted mask (row-major; 1 water, 0 land, 255 no-data).
 #[derive(serde::Serialize)]
-struct ChipResult {
-    chip: String,
+pub struct ChipResult {
+    pub chip: String,
     #[serde(flatten)]
-    confusion: Confusion,
+    pub confusion: Confusion,
     #[serde(flatten)]
-    scores: Scores,
-    water_fraction_pred: f64,
+    pub scores: Scores,
+    pub water_fraction_pred: f64,
+    #[serde(skip)]
+    pub mask: Vec<u8>,
 }
 
 pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let pairs = chip_pairs(&args.data)?;
     let prepared = args.model.prepare()?;
-    let cfg = SegmentConfig {
-        overlap_px: args.model.overlap,
-        stripe_px: prepared.stripe_px,
-        scene_units: args.model.scene_units.into(),
-        threshold: prepared.manifest.output.threshold,
-    };
     let bar = progress_bar(quiet || args.json, "evaluating");
-    bar.set_length(pairs.len() as u64);
-    let mut chips = Vec::new();
-    let mut pooled = Confusion::default();
-    for (chip, s1, label) in &pairs {
-        let result = evaluate_chip(&prepared, &cfg, chip, s1, label)
-            .with_context(|| format!("evaluating chip {chip}"))?;
-        pooled.add(&result.confusion);
-        chips.push(result);
-        bar.inc(1);
-    }
+    let chips = evaluate(&prepared, &args.model, &pairs, &bar)?;
     bar.finish_and_clear();
+    let mut pooled = Confusion::default();
+    chips.iter().for_each(|c| pooled.add(&c.confusion));
     let scores = pooled.scores();
     if args.json {
         let out = serde_json::json!({
             "model": { "name": prepared.manifest.name, "source": prepared.file.source, "sha256": prepared.file.digest.to_hex() },
             "tile_px": prepared.engine.config.tile_px,
-            "overlap_px": cfg.overlap_px,
+            "overlap_px": args.model.overlap,
             "chips": chips,
             "pooled": { "chips": chips.len(), "tp": pooled.tp, "fp": pooled.fp, "fn": pooled.fn_, "tn": pooled.tn,
                         "iou": scores.iou, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "miou": scores.miou },
@@ -77,8 +67,36 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn segment_config(prepared: &PreparedModel, options: &ModelArgs) -> SegmentConfig {
+    SegmentConfig {
+        overlap_px: options.overlap,
+        stripe_px: prepared.stripe_px,
+        scene_units: options.scene_units.into(),
+        threshold: prepared.manifest.output.threshold,
+    }
+}
+
+/// Scores `prepared` (made from `options`) on each (chip, S1 path, label path).
+pub fn evaluate(
+    prepared: &PreparedModel,
+    options: &ModelArgs,
+    pairs: &[(String, PathBuf, PathBuf)],
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Vec<ChipResult>> {
+    let cfg = segment_config(prepared, options);
+    bar.set_length(pairs.len() as u64);
+    let mut chips = Vec::new();
+    for (chip, s1, label) in pairs {
+        let result = evaluate_chip(prepared, &cfg, chip, s1, label)
+            .with_context(|| format!("evaluating chip {chip}"))?;
+        chips.push(result);
+        bar.inc(1);
+    }
+    Ok(chips)
+}
+
 /// (chip name, S1 path, label path) for every S1 chip that has a label, sorted by name.
-fn chip_pairs(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
+pub fn chip_pairs(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>> {
     let s1_dir = dir.join("S1Hand");
     let entries = std::fs::read_dir(&s1_dir).with_context(|| {
         format!(
@@ -156,6 +174,7 @@ fn evaluate_chip(
         confusion,
         scores: confusion.scores(),
         water_fraction_pred: water as f64 / memory.mask.len().max(1) as f64,
+        mask: memory.mask,
     })
 }
 

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use model::{ModelArgs, PreparedModel};
+pub use eval::{chip_pairs, evaluate, ChipResult};
+pub use model::{read_adapter, ModelArgs, PreparedModel};
 
 /// Map flood water in Sentinel-1 radar scenes, offline, on small machines.
 ///

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use flood_models::adapter::{self, Adapter, Verified};
+use flood_models::sign::TrustedKeys;
 use flood_models::{Manifest, Units};
 use flood_targets::{BoardProfile, Precision};
 
@@ -20,6 +22,14 @@ pub struct ModelArgs {
     /// Manifest (TOML) for a model that carries none in its metadata.
     #[arg(long, value_name = "M.toml")]
     pub manifest: Option<PathBuf>,
+    /// LoRA adapter (from `floodtrain export --adapter-out`) to merge into --model, which must
+    /// be the exact base it was made for. Refused unless signed by a key in --trust.
+    #[arg(long, value_name = "A.flad", requires_all = ["model", "trust"])]
+    pub adapter: Option<PathBuf>,
+    /// Public keys whose adapters are accepted: one hex key per line (`floodtrain keygen`
+    /// writes KEY.pub), `#` comments allowed.
+    #[arg(long, value_name = "KEYS", requires = "adapter")]
+    pub trust: Option<PathBuf>,
     /// Tile side in pixels [default: the manifest's]. Fixed-shape models accept only their own.
     #[arg(long, value_name = "N")]
     pub tile: Option<usize>,
@@ -106,6 +116,8 @@ impl Default for ModelArgs {
         ModelArgs {
             model: None,
             manifest: None,
+            adapter: None,
+            trust: None,
             tile: None,
             overlap: DEFAULT_OVERLAP_PX,
             stripe: None,
@@ -140,9 +152,52 @@ pub fn load_model(
     Ok((file, manifest))
 }
 
+/// Reads and verifies an adapter file against the trusted keys in `trust`.
+pub fn read_adapter(path: &Path, trust: &Path) -> anyhow::Result<Verified> {
+    let text = std::fs::read_to_string(trust)
+        .with_context(|| format!("{}: cannot read the trusted keys", trust.display()))?;
+    let keys = TrustedKeys::parse(&text).with_context(|| format!("{}", trust.display()))?;
+    let limit = adapter::DEFAULT_MAX_BODY_BYTES;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read the adapter", path.display()))?
+        .len();
+    if size > limit + (adapter::HEADER_LEN + adapter::SIGNATURE_LEN) as u64 {
+        anyhow::bail!(
+            "{}: {size} bytes is over the {limit}-byte adapter limit",
+            path.display()
+        );
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read the adapter", path.display()))?;
+    Adapter::verify(&bytes, &keys, limit).with_context(|| {
+        format!(
+            "{}: refused (trusted keys from {})",
+            path.display(),
+            trust.display()
+        )
+    })
+}
+
 impl ModelArgs {
     pub fn load_file_and_manifest(&self) -> anyhow::Result<(ModelFile, Manifest)> {
-        let (file, manifest) = load_model(self.model.as_deref(), self.manifest.as_deref())?;
+        let (mut file, mut manifest) =
+            load_model(self.model.as_deref(), self.manifest.as_deref())?;
+        if let (Some(adapter), Some(trust)) = (&self.adapter, &self.trust) {
+            let verified = read_adapter(adapter, trust)?;
+            file = file
+                .merge_adapter(&verified)
+                .with_context(|| format!("{}: not merged", adapter.display()))?;
+            log::info!(
+                "merged adapter {} (v{}, signed by {}): {}",
+                adapter.display(),
+                verified.adapter().version,
+                verified.signer(),
+                file.digest
+            );
+            if self.manifest.is_none() {
+                manifest = file.embedded_manifest()?;
+            }
+        }
         let manifest = manifest.with_context(|| {
             format!(
                 "{} carries no manifest in its metadata; pass one with --manifest M.toml",

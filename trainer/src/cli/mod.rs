@@ -4,6 +4,7 @@ mod bench;
 mod device;
 mod eval;
 mod export;
+mod keygen;
 mod params;
 mod parity;
 mod train;
@@ -40,6 +41,7 @@ pub enum Command {
     Train(train::TrainArgs),
     Eval(eval::EvalArgs),
     Export(export::ExportArgs),
+    Keygen(keygen::KeygenArgs),
     Parity(parity::ParityArgs),
     Params(params::ParamsArgs),
     Bench(bench::BenchArgs),
@@ -62,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Eval(args) => eval::run(args, cli.quiet),
         Command::Export(args) => export::run(args, cli.quiet),
+        Command::Keygen(args) => keygen::run(args),
         Command::Parity(args) => parity::run(args),
         Command::Params(args) => params::run(args),
         Command::Bench(args) => bench::run(args),

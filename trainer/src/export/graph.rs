@@ -1,11 +1,14 @@
 //! The flood model as an ONNX graph: the patch embedding evaluated once for the model's bands
-//! (a plain Conv, no hypernetwork), LoRA merged into the weights, pre-norm blocks, the head.
+//! (a plain Conv, no hypernetwork), the position encoding computed in the graph from a few
+//! numbers, pre-norm blocks, the head. LoRA is merged into the weights, or left out for the
+//! base a device keeps; either way every encoder projection is listed as mergeable.
 
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
+use flood_models::{MergeableWeight, WeightLayout};
 
-use super::onnx::{Attr, GraphBuilder};
-use crate::model::clay::encoder::{position_encoding, Attention, Block, METADATA_VALUES};
+use super::onnx::{Attr, GraphBuilder, Quantize};
+use crate::model::clay::encoder::{position_frequencies, Attention, Block, METADATA_VALUES};
 use crate::model::clay::PATCH_PX;
 use crate::model::head::Head;
 use crate::model::FloodModel;
@@ -16,14 +19,37 @@ pub const OUTPUT: &str = "logits";
 /// Every LayerNorm in Clay (and in our encoder, built with burn's default) uses 1e-5.
 const LAYER_NORM_EPSILON: f32 = 1e-5;
 
+/// Which values the LoRA-adapted weights take in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// `W + (α/r)·A·B`: the adapted model.
+    Merged,
+    /// `W`: the frozen base that an adapter file applies to.
+    Base,
+}
+
+/// A graph ready to finish, with what the manifest must say about it.
+pub struct Built {
+    pub graph: GraphBuilder,
+    pub logits: String,
+    pub out_dims: Vec<usize>,
+    pub mergeable: Vec<MergeableWeight>,
+}
+
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap_or_default()
 }
 
-/// Writes the graph for `batch` tiles of `tile_px`². The model must be materialised (LoRA
-/// merged) and off autodiff.
-pub fn build(model: &FloodModel, batch: usize, tile_px: usize, device: &Device) -> (GraphBuilder, String, Vec<usize>) {
-    let mut g = GraphBuilder::default();
+/// The graph builder plus what the walk over the model collects.
+struct Writer {
+    g: GraphBuilder,
+    weights: Weights,
+    mergeable: Vec<MergeableWeight>,
+}
+
+/// Writes the graph for `batch` tiles of `tile_px`². The model must be off autodiff.
+pub fn build(model: &FloodModel, batch: usize, tile_px: usize, weights: Weights, quantize: Quantize, device: &Device) -> Built {
+    let mut w = Writer { g: GraphBuilder::new(quantize), weights, mergeable: Vec::new() };
     let enc = &model.encoder;
     let dim = enc.dim;
     let grid = tile_px / PATCH_PX;
@@ -32,107 +58,135 @@ pub fn build(model: &FloodModel, batch: usize, tile_px: usize, device: &Device) 
     // 1. Patch embedding: the hypernetwork runs here, once, for this sensor's wavelengths.
     let (kernel, bias) = enc.patch_embedding.kernel(&model.waves_um, device);
     let bands = model.waves_um.len();
-    let k = g.weight("patch_embed.kernel", &[dim, bands, PATCH_PX, PATCH_PX], values(kernel));
-    let b = g.weight("patch_embed.bias", &[dim], values(bias));
+    let k = w.g.matrix("patch_embed.kernel", &[dim, bands, PATCH_PX, PATCH_PX], values(kernel), 0);
+    let b = w.g.weight("patch_embed.bias", &[dim], values(bias));
     let stride = PATCH_PX as i64;
-    let x = g.op("Conv", &[INPUT, &k, &b], vec![Attr::Ints("kernel_shape", vec![stride, stride]), Attr::Ints("strides", vec![stride, stride])]);
-    let shape = g.ints("shape", &[batch as i64, dim as i64, tokens as i64]);
-    let x = g.op("Reshape", &[&x, &shape], vec![]);
-    let x = g.op("Transpose", &[&x], vec![Attr::Ints("perm", vec![0, 2, 1])]);
+    let x = w.g.op("Conv", &[INPUT, &k, &b], vec![Attr::Ints("kernel_shape", vec![stride, stride]), Attr::Ints("strides", vec![stride, stride])]);
+    let shape = w.g.ints("shape", &[batch as i64, dim as i64, tokens as i64]);
+    let x = w.g.op("Reshape", &[&x, &shape], vec![]);
+    let x = w.g.op("Transpose", &[&x], vec![Attr::Ints("perm", vec![0, 2, 1])]);
 
-    // 2. Position encoding plus zero time/lat-lon, a constant.
-    let position = values(position_encoding([grid, grid], dim - METADATA_VALUES, model.gsd_m, device));
-    let mut encoding = Vec::with_capacity(tokens * dim);
-    for row in position.chunks(dim - METADATA_VALUES) {
-        encoding.extend_from_slice(row);
-        encoding.extend(std::iter::repeat_n(0.0, METADATA_VALUES));
-    }
-    let encoding = g.constant("encoding", &[1, tokens, dim], encoding);
-    let x = g.op("Add", &[&x, &encoding], vec![]);
+    // 2. Position encoding plus zero time/lat-lon.
+    let encoding = position_graph(&mut w.g, grid, dim, model.gsd_m);
+    let x = w.g.op("Add", &[&x, &encoding], vec![]);
 
     // 3. cls token first.
     let cls = values(enc.cls_token.val());
-    let cls = g.weight("encoder.cls_token", &[batch, 1, dim], cls.repeat(batch));
-    let mut x = g.op("Concat", &[&cls, &x], vec![Attr::Int("axis", 1)]);
+    let cls = w.g.weight("encoder.cls_token", &[batch, 1, dim], cls.repeat(batch));
+    let mut x = w.g.op("Concat", &[&cls, &x], vec![Attr::Int("axis", 1)]);
 
     // 4. Blocks, final LayerNorm.
     for (i, block) in enc.blocks.iter().enumerate() {
-        x = block_graph(&mut g, block, &x, &format!("encoder.blocks.{i}"), batch, tokens + 1);
+        x = w.block(block, &x, &format!("encoder.blocks.{i}"), batch, tokens + 1);
     }
-    let x = layer_norm(&mut g, &enc.norm, &x, "encoder.norm");
+    let x = layer_norm(&mut w.g, &enc.norm, &x, "encoder.norm");
 
     // 5. Patch tokens back onto the grid, then the head.
+    let g = &mut w.g;
     let (starts, ends, axes) = (g.ints("starts", &[1]), g.ints("ends", &[(tokens + 1) as i64]), g.ints("axes", &[1]));
     let x = g.op("Slice", &[&x, &starts, &ends, &axes], vec![]);
     let x = g.op("Transpose", &[&x], vec![Attr::Ints("perm", vec![0, 2, 1])]);
     let shape = g.ints("shape", &[batch as i64, dim as i64, grid as i64, grid as i64]);
     let x = g.op("Reshape", &[&x, &shape], vec![]);
-    let (logits, classes) = head_graph(&mut g, &model.head, &x);
-    (g, logits, vec![batch, classes, tile_px, tile_px])
+    let (logits, classes) = head_graph(g, &model.head, &x);
+    Built { graph: w.g, logits, out_dims: vec![batch, classes, tile_px, tile_px], mergeable: w.mergeable }
 }
 
-/// `x + to_out(attention(LN(x)))`, then `x + fc2(gelu(fc1(LN(x))))`.
-fn block_graph(g: &mut GraphBuilder, block: &Block, x: &str, path: &str, batch: usize, n: usize) -> String {
-    let attn = &block.attn;
-    let h = layer_norm(g, &attn.norm, x, &format!("{path}.attn.norm"));
-    let (q, k, v) = qkv(g, attn, &h, path);
-    let (heads, dh) = (attn.heads as i64, attn.dim_head as i64);
-    let split = g.ints("shape", &[batch as i64, n as i64, heads, dh]);
-    let q = g.op("Reshape", &[&q, &split], vec![]);
-    let q = g.op("Transpose", &[&q], vec![Attr::Ints("perm", vec![0, 2, 1, 3])]);
-    let k = g.op("Reshape", &[&k, &split], vec![]);
-    let k = g.op("Transpose", &[&k], vec![Attr::Ints("perm", vec![0, 2, 3, 1])]);
-    let v = g.op("Reshape", &[&v, &split], vec![]);
-    let v = g.op("Transpose", &[&v], vec![Attr::Ints("perm", vec![0, 2, 1, 3])]);
-    let scores = g.op("MatMul", &[&q, &k], vec![]);
-    let scale = g.scalar("scale", 1.0 / (attn.dim_head as f32).sqrt());
-    let scores = g.op("Mul", &[&scores, &scale], vec![]);
-    let probs = g.op("Softmax", &[&scores], vec![Attr::Int("axis", -1)]);
-    let out = g.op("MatMul", &[&probs, &v], vec![]);
-    let out = g.op("Transpose", &[&out], vec![Attr::Ints("perm", vec![0, 2, 1, 3])]);
-    let merged = g.ints("shape", &[batch as i64, n as i64, heads * dh]);
-    let out = g.op("Reshape", &[&out, &merged], vec![]);
-    let out = linear(g, &attn.to_out, &out, &format!("{path}.attn.to_out"));
-    let x = g.op("Add", &[x, &out], vec![]);
-
-    let ff = &block.ff;
-    let h = layer_norm(g, &ff.norm, &x, &format!("{path}.ff.norm"));
-    let h = linear(g, &ff.fc1, &h, &format!("{path}.ff.fc1"));
-    let h = gelu(g, &h);
-    let h = linear(g, &ff.fc2, &h, &format!("{path}.ff.fc2"));
-    g.op("Add", &[&x, &h], vec![])
-}
-
-fn qkv(g: &mut GraphBuilder, attn: &Attention, h: &str, path: &str) -> (String, String, String) {
-    match (&attn.to_qkv, &attn.to_q, &attn.to_k, &attn.to_v) {
-        (Some(fused), ..) => {
-            let x = linear(g, fused, h, &format!("{path}.attn.to_qkv"));
-            let inner = (attn.heads * attn.dim_head) as i64;
-            let sizes = g.ints("split", &[inner, inner, inner]);
-            let mut parts = g.op_n("Split", &[&x, &sizes], vec![Attr::Int("axis", 2)], 3).into_iter();
-            let mut next = || parts.next().unwrap_or_default();
-            (next(), next(), next())
-        }
-        (None, Some(q), Some(k), Some(v)) => (
-            linear(g, q, h, &format!("{path}.attn.to_q")),
-            linear(g, k, h, &format!("{path}.attn.to_k")),
-            linear(g, v, h, &format!("{path}.attn.to_v")),
-        ),
-        _ => unreachable!("an Attention has either to_qkv or to_q/to_k/to_v"),
+/// `[tokens, dim]`: sin/cos of column·ω and row·ω (as `position_encoding`), then zeros for the
+/// metadata. Computed in the graph: a constant would be as large as a block's weights.
+fn position_graph(g: &mut GraphBuilder, grid: usize, dim: usize, gsd_m: f32) -> String {
+    let width = dim - METADATA_VALUES;
+    let omega = position_frequencies(width, gsd_m);
+    let quarter = omega.len();
+    let tokens = grid * grid;
+    let cols: Vec<f32> = (0..tokens).map(|t| (t % grid) as f32).collect();
+    let rows: Vec<f32> = (0..tokens).map(|t| (t / grid) as f32).collect();
+    let omega = g.constant("omega", &[1, quarter], omega);
+    let mut parts = Vec::new();
+    for (hint, position) in [("cols", cols), ("rows", rows)] {
+        let position = g.constant(hint, &[tokens, 1], position);
+        let angle = g.op("Mul", &[&position, &omega], vec![]);
+        parts.push(g.op("Sin", &[&angle], vec![]));
+        parts.push(g.op("Cos", &[&angle], vec![]));
     }
+    let zeros = g.constant("metadata", &[tokens, dim - 4 * quarter], vec![0.0; tokens * (dim - 4 * quarter)]);
+    parts.push(zeros);
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    g.op("Concat", &parts, vec![Attr::Int("axis", 1)])
 }
 
-/// MatMul with the `[d_in, d_out]` weight (burn's layout, LoRA already merged), plus bias.
-fn linear(g: &mut GraphBuilder, layer: &Linear, x: &str, path: &str) -> String {
-    let [d_in, d_out] = layer.weight.dims();
-    let w = g.weight(&format!("{path}.weight"), &[d_in, d_out], values(layer.weight.val()));
-    let y = g.op("MatMul", &[x, &w], vec![]);
-    match &layer.bias {
-        Some(bias) => {
-            let b = g.weight(&format!("{path}.bias"), &[d_out], values(bias.val()));
-            g.op("Add", &[&y, &b], vec![])
+impl Writer {
+    /// `x + to_out(attention(LN(x)))`, then `x + fc2(gelu(fc1(LN(x))))`.
+    fn block(&mut self, block: &Block, x: &str, path: &str, batch: usize, n: usize) -> String {
+        let attn = &block.attn;
+        let h = layer_norm(&mut self.g, &attn.norm, x, &format!("{path}.attn.norm"));
+        let (q, k, v) = self.qkv(attn, &h, path);
+        let g = &mut self.g;
+        let (heads, dh) = (attn.heads as i64, attn.dim_head as i64);
+        let split = g.ints("shape", &[batch as i64, n as i64, heads, dh]);
+        let q = g.op("Reshape", &[&q, &split], vec![]);
+        let q = g.op("Transpose", &[&q], vec![Attr::Ints("perm", vec![0, 2, 1, 3])]);
+        let k = g.op("Reshape", &[&k, &split], vec![]);
+        let k = g.op("Transpose", &[&k], vec![Attr::Ints("perm", vec![0, 2, 3, 1])]);
+        let v = g.op("Reshape", &[&v, &split], vec![]);
+        let v = g.op("Transpose", &[&v], vec![Attr::Ints("perm", vec![0, 2, 1, 3])]);
+        let scores = g.op("MatMul", &[&q, &k], vec![]);
+        let scale = g.scalar("scale", 1.0 / (attn.dim_head as f32).sqrt());
+        let scores = g.op("Mul", &[&scores, &scale], vec![]);
+        let probs = g.op("Softmax", &[&scores], vec![Attr::Int("axis", -1)]);
+        let out = g.op("MatMul", &[&probs, &v], vec![]);
+        let out = g.op("Transpose", &[&out], vec![Attr::Ints("perm", vec![0, 2, 1, 3])]);
+        let merged = g.ints("shape", &[batch as i64, n as i64, heads * dh]);
+        let out = g.op("Reshape", &[&out, &merged], vec![]);
+        let out = self.linear(&attn.to_out, &out, &format!("{path}.attn.to_out"));
+        let x = self.g.op("Add", &[x, &out], vec![]);
+
+        let ff = &block.ff;
+        let h = layer_norm(&mut self.g, &ff.norm, &x, &format!("{path}.ff.norm"));
+        let h = self.linear(&ff.fc1, &h, &format!("{path}.ff.fc1"));
+        let h = gelu(&mut self.g, &h);
+        let h = self.linear(&ff.fc2, &h, &format!("{path}.ff.fc2"));
+        self.g.op("Add", &[&x, &h], vec![])
+    }
+
+    fn qkv(&mut self, attn: &Attention, h: &str, path: &str) -> (String, String, String) {
+        match (&attn.to_qkv, &attn.to_q, &attn.to_k, &attn.to_v) {
+            (Some(fused), ..) => {
+                let x = self.linear(fused, h, &format!("{path}.attn.to_qkv"));
+                let inner = (attn.heads * attn.dim_head) as i64;
+                let sizes = self.g.ints("split", &[inner, inner, inner]);
+                let mut parts = self.g.op_n("Split", &[&x, &sizes], vec![Attr::Int("axis", 2)], 3).into_iter();
+                let mut next = || parts.next().unwrap_or_default();
+                (next(), next(), next())
+            }
+            (None, Some(q), Some(k), Some(v)) => (
+                self.linear(q, h, &format!("{path}.attn.to_q")),
+                self.linear(k, h, &format!("{path}.attn.to_k")),
+                self.linear(v, h, &format!("{path}.attn.to_v")),
+            ),
+            _ => unreachable!("an Attention has either to_qkv or to_q/to_k/to_v"),
         }
-        None => y,
+    }
+
+    /// MatMul with the `[d_in, d_out]` weight (burn's layout), plus bias. Every encoder
+    /// projection goes through here, so every one is listed as mergeable.
+    fn linear(&mut self, layer: &Linear, x: &str, path: &str) -> String {
+        let [d_in, d_out] = layer.weight.dims();
+        let name = format!("{path}.weight");
+        let value = match self.weights {
+            Weights::Merged => layer.weight.val(),
+            Weights::Base => layer.weight.base(),
+        };
+        let w = self.g.matrix(&name, &[d_in, d_out], values(value), 1);
+        self.mergeable.push(MergeableWeight { name, d_in: d_in as u32, d_out: d_out as u32, layout: WeightLayout::InOut });
+        let y = self.g.op("MatMul", &[x, &w], vec![]);
+        match &layer.bias {
+            Some(bias) => {
+                let b = self.g.weight(&format!("{path}.bias"), &[d_out], values(bias.val()));
+                self.g.op("Add", &[&y, &b], vec![])
+            }
+            None => y,
+        }
     }
 }
 
@@ -157,7 +211,6 @@ fn gelu(g: &mut GraphBuilder, x: &str) -> String {
     let t = g.op("Mul", &[x, &t], vec![]);
     g.op("Mul", &[&t, &half], vec![])
 }
-
 /// The head; returns the logits name and the number of classes.
 fn head_graph(g: &mut GraphBuilder, head: &Head, x: &str) -> (String, usize) {
     match head {
@@ -165,7 +218,7 @@ fn head_graph(g: &mut GraphBuilder, head: &Head, x: &str) -> (String, usize) {
             let mut x = x.to_string();
             for (i, up) in h.up.iter().enumerate() {
                 let [c_in, c_out, kh, kw] = up.weight.dims();
-                let w = g.weight(&format!("head.up.{i}.weight"), &[c_in, c_out, kh, kw], values(up.weight.val()));
+                let w = g.matrix(&format!("head.up.{i}.weight"), &[c_in, c_out, kh, kw], values(up.weight.val()), 1);
                 let b = up.bias.as_ref().map(|b| g.weight(&format!("head.up.{i}.bias"), &[c_out], values(b.val())));
                 let inputs: Vec<&str> = [Some(x.as_str()), Some(w.as_str()), b.as_deref()].into_iter().flatten().collect();
                 let y = g.op("ConvTranspose", &inputs, vec![Attr::Ints("kernel_shape", vec![kh as i64, kw as i64]), Attr::Ints("strides", up.stride.iter().map(|&s| s as i64).collect())]);
@@ -200,7 +253,7 @@ fn conv(g: &mut GraphBuilder, layer: &burn::nn::conv::Conv2d, x: &str, path: &st
             b[o] = (b[o] - mean[o]) * scale + beta[o];
         }
     }
-    let wn = g.weight(&format!("{path}.weight"), &[c_out, c_in, kh, kw], w);
+    let wn = g.matrix(&format!("{path}.weight"), &[c_out, c_in, kh, kw], w, 0);
     let bn_ = g.weight(&format!("{path}.bias"), &[c_out], b);
     let pad = (kh / 2) as i64;
     let y = g.op("Conv", &[x, &wn, &bn_], vec![Attr::Ints("kernel_shape", vec![kh as i64, kw as i64]), Attr::Ints("pads", vec![pad, pad, pad, pad])]);

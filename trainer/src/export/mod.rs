@@ -1,8 +1,10 @@
-//! Export: the trained flood model as a self-describing ONNX that `floodrt` runs.
+//! Export: the trained flood model as a self-describing ONNX that `floodrt` runs, and its
+//! LoRA adapter as a signed file a device can merge into the base.
 //!
 //! ```text
-//! run folder ─▶ materialise (LoRA merged: W' = W + (α/r)·A·B) ─▶ graph (plain Conv patch
-//! embedding, blocks, head) ─▶ ONNX + manifest in metadata_props
+//! run folder ─▶ graph (plain Conv patch embedding, blocks with LoRA merged — or not, for the
+//!               base —, head; weights f32 / f16 / int8) ─▶ ONNX + manifest in metadata_props
+//!            └▶ LoRA factors ─▶ adapter (.flad), bound to the base file's SHA-256, signed
 //! ```
 
 pub mod graph;
@@ -11,9 +13,12 @@ pub mod onnx;
 use std::path::Path;
 
 use anyhow::Context;
-use burn::module::Module;
-use burn::tensor::Device;
-use flood_models::{Manifest, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units, MANIFEST_METADATA_KEY};
+use burn::tensor::{Device, Tensor};
+use flood_models::adapter::{from_f32, Adapter, Dtype, LoraDelta};
+use flood_models::{Digest, Manifest, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units, MANIFEST_METADATA_KEY};
+
+pub use graph::Weights;
+pub use onnx::Quantize;
 
 use crate::data::Sensor;
 use crate::model::{FloodModel, FloodModelConfig};
@@ -41,6 +46,8 @@ pub fn manifest(config: &FloodModelConfig, name: &str, batch: usize, tile_px: us
     };
     Manifest {
         name: name.to_string(),
+        content_sha256: None,
+        mergeable: Vec::new(),
         description: format!(
             "Clay encoder (D {}, depth {}) + {:?} head, arm {:?}, exported by floodtrain {}",
             config.encoder.dim,
@@ -64,25 +71,82 @@ pub fn manifest(config: &FloodModelConfig, name: &str, batch: usize, tile_px: us
     }
 }
 
-/// The ONNX bytes of a trained model (LoRA merged), with its manifest embedded.
-pub fn onnx_bytes(config: &FloodModelConfig, model: FloodModel, name: &str, batch: usize, tile_px: usize, device: &Device) -> anyhow::Result<Vec<u8>> {
+/// What to export besides the model itself.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub name: String,
+    pub batch: usize,
+    pub tile_px: usize,
+    pub quantize: Quantize,
+}
+
+/// The ONNX bytes of a trained model (LoRA merged, or the base without it), manifest embedded.
+pub fn onnx_bytes(config: &FloodModelConfig, model: &FloodModel, weights: Weights, options: &ExportOptions, device: &Device) -> anyhow::Result<Vec<u8>> {
+    let ExportOptions { name, batch, tile_px, quantize } = options;
+    let (batch, tile_px) = (*batch, *tile_px);
     anyhow::ensure!(tile_px > 0 && tile_px.is_multiple_of(8), "--tile {tile_px} must be a positive multiple of 8");
     anyhow::ensure!(batch > 0, "--batch must be at least 1");
-    let model = model.materialize();
-    let (graph, logits, out_dims) = graph::build(&model, batch, tile_px, device);
+    let built = graph::build(model, batch, tile_px, weights, *quantize, device);
     let bands = config.sensor.band_names().len();
-    let manifest = manifest(config, name, batch, tile_px);
-    Ok(graph.finish(
+    let onnx = built.graph.finish(
         (graph::INPUT, &[batch, bands, tile_px, tile_px]),
-        (&logits, graph::OUTPUT, &out_dims),
-        vec![(MANIFEST_METADATA_KEY.to_string(), manifest.to_toml())],
-        "Flood segmentation: Clay encoder + head, LoRA merged; see the flood.manifest metadata",
-    ))
+        (&built.logits, graph::OUTPUT, &built.out_dims),
+        "Flood segmentation: Clay encoder + head; see the flood.manifest metadata",
+    );
+    let mut manifest = manifest(config, name, batch, tile_px);
+    manifest.content_sha256 = Some(onnx.content_digest().to_hex());
+    manifest.mergeable = built.mergeable;
+    Ok(onnx.into_bytes(vec![(MANIFEST_METADATA_KEY.to_string(), manifest.to_toml())]))
+}
+
+/// The run's LoRA factors as an adapter for the base file whose SHA-256 is `base`.
+/// burn keeps `a: [d_in, r]`, `b: [r, d_out]` (ΔW = s·a·b in the graph's `[d_in, d_out]`
+/// layout); the file keeps `A = aᵀ: [r, d_in]`, `B = bᵀ: [d_out, r]`, so ΔWᵀ = s·B·A.
+pub fn adapter(model: &FloodModel, base: Digest, version: u64, dtype: Dtype) -> anyhow::Result<Adapter> {
+    let mut deltas = Vec::new();
+    let mut rank_scale = None;
+    for (i, block) in model.encoder.blocks.iter().enumerate() {
+        let attn = &block.attn;
+        let linears = [
+            ("attn.to_qkv", attn.to_qkv.as_ref()),
+            ("attn.to_q", attn.to_q.as_ref()),
+            ("attn.to_k", attn.to_k.as_ref()),
+            ("attn.to_v", attn.to_v.as_ref()),
+            ("attn.to_out", Some(&attn.to_out)),
+            ("ff.fc1", Some(&block.ff.fc1)),
+            ("ff.fc2", Some(&block.ff.fc2)),
+        ];
+        for (part, linear) in linears {
+            let Some(lora) = linear.and_then(|l| l.weight.adapter()) else { continue };
+            let [d_in, rank] = lora.a.dims();
+            let [_, d_out] = lora.b.dims();
+            rank_scale.get_or_insert((rank, lora.scale));
+            anyhow::ensure!(rank_scale == Some((rank, lora.scale)), "LoRA factors of different ranks or scales in one model");
+            deltas.push(LoraDelta {
+                weight: format!("encoder.blocks.{i}.{part}.weight"),
+                d_in: d_in as u32,
+                d_out: d_out as u32,
+                a: factor(lora.a.val(), dtype),
+                b: factor(lora.b.val(), dtype),
+            });
+        }
+    }
+    let Some((rank, scale)) = rank_scale else {
+        anyhow::bail!("the run has no LoRA adapters (it was not trained with --mode lora); export the full model without --adapter-out");
+    };
+    Ok(Adapter { base_model: base, version, rank: rank as u32, alpha: (scale * rank as f64) as f32, dtype, expected_output: None, deltas })
+}
+
+/// A burn factor, transposed to the file's layout.
+fn factor(t: Tensor<2>, dtype: Dtype) -> Vec<u8> {
+    from_f32(&t.transpose().into_data().try_to_vec::<f32>().unwrap_or_default(), dtype)
 }
 
 /// Writes `bytes` to `out` through a temporary file and a rename.
 pub fn write_atomically(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = out.with_extension("onnx.tmp");
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))
 }

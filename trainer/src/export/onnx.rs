@@ -1,18 +1,51 @@
 //! A small ONNX graph builder over tract's public protobuf types (`tract_onnx::pb`), the only
-//! place the trainer touches them. Opset 17, float tensors, names made unique here.
+//! place the trainer touches them. Opset 17, float activations, names made unique here.
 
+use flood_models::adapter::{from_f32, Dtype};
+use flood_models::{quant, Digest};
 use prost::Message;
 use tract_onnx::pb;
 
 pub const OPSET: i64 = 17;
 const FLOAT: i32 = 1;
+const INT8: i32 = 3;
 const INT64: i32 = 7;
+const FLOAT16: i32 = 10;
+
+/// How the large weights (matrices and kernels) are stored; the graph computes in f32 either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Quantize {
+    /// f32 weights.
+    #[default]
+    None,
+    /// int8, symmetric, one scale per output channel, through `DequantizeLinear`.
+    Int8,
+    /// Half-precision weights, `Cast` to f32.
+    F16,
+}
 
 #[derive(Default)]
 pub struct GraphBuilder {
+    quantize: Quantize,
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
     counter: usize,
+}
+
+/// A finished model without metadata yet.
+pub struct OnnxModel(pb::ModelProto);
+
+impl OnnxModel {
+    /// SHA-256 of the protobuf without `metadata_props`: the manifest's `content_sha256`.
+    pub fn content_digest(&self) -> Digest {
+        Digest::of(&self.0.encode_to_vec())
+    }
+
+    /// The file's bytes with `metadata` as `metadata_props`.
+    pub fn into_bytes(mut self, metadata: Vec<(String, String)>) -> Vec<u8> {
+        self.0.metadata_props = metadata.into_iter().map(|(key, value)| pb::StringStringEntryProto { key, value }).collect();
+        self.0.encode_to_vec()
+    }
 }
 
 /// A node attribute.
@@ -24,6 +57,10 @@ pub enum Attr {
 }
 
 impl GraphBuilder {
+    pub fn new(quantize: Quantize) -> Self {
+        GraphBuilder { quantize, ..Default::default() }
+    }
+
     fn fresh(&mut self, hint: &str) -> String {
         self.counter += 1;
         format!("{hint}_{}", self.counter)
@@ -31,14 +68,37 @@ impl GraphBuilder {
 
     /// An f32 initializer named `name` (kept as given: weights keep their module paths).
     pub fn weight(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> String {
+        self.raw(name, dims, FLOAT, from_f32(&data, Dtype::F32));
+        name.to_string()
+    }
+
+    /// A large weight (matrix or kernel) stored as `--quantize` asks; returns the name of its
+    /// f32 value. The initializer keeps `name`, so a device can find it to merge an adapter;
+    /// `channel_axis` is its output-channel axis (int8 scales are per output channel).
+    pub fn matrix(&mut self, name: &str, dims: &[usize], data: Vec<f32>, channel_axis: usize) -> String {
+        match self.quantize {
+            Quantize::None => self.weight(name, dims, data),
+            Quantize::F16 => {
+                self.raw(name, dims, FLOAT16, from_f32(&data, Dtype::F16));
+                self.op("Cast", &[name], vec![Attr::Int("to", FLOAT.into())])
+            }
+            Quantize::Int8 => {
+                let (q, scales) = quant::quantize(&data, dims, channel_axis);
+                self.raw(name, dims, INT8, q.iter().map(|&v| v as u8).collect());
+                let scale = self.weight(&format!("{name}.scale"), &[scales.len()], scales);
+                self.op("DequantizeLinear", &[name, &scale], vec![Attr::Int("axis", channel_axis as i64)])
+            }
+        }
+    }
+
+    fn raw(&mut self, name: &str, dims: &[usize], data_type: i32, raw_data: Vec<u8>) {
         self.initializers.push(pb::TensorProto {
             name: name.into(),
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: FLOAT,
-            raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data_type,
+            raw_data,
             ..Default::default()
         });
-        name.to_string()
     }
 
     pub fn constant(&mut self, hint: &str, dims: &[usize], data: Vec<f32>) -> String {
@@ -80,8 +140,8 @@ impl GraphBuilder {
         self.op_n(op, inputs, attrs, 1).remove(0)
     }
 
-    /// The model bytes: one float input and one float output of fixed shapes, plus metadata.
-    pub fn finish(mut self, input: (&str, &[usize]), output: (&str, &str, &[usize]), metadata: Vec<(String, String)>, doc: &str) -> Vec<u8> {
+    /// The model: one float input and one float output of fixed shapes.
+    pub fn finish(mut self, input: (&str, &[usize]), output: (&str, &str, &[usize]), doc: &str) -> OnnxModel {
         let (from, to, out_dims) = output;
         self.nodes.push(pb::NodeProto {
             op_type: "Identity".into(),
@@ -98,17 +158,15 @@ impl GraphBuilder {
             output: vec![value(to, out_dims)],
             ..Default::default()
         };
-        pb::ModelProto {
+        OnnxModel(pb::ModelProto {
             ir_version: 8,
             producer_name: "floodtrain".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: doc.into(),
             opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
             graph: Some(graph),
-            metadata_props: metadata.into_iter().map(|(key, value)| pb::StringStringEntryProto { key, value }).collect(),
             ..Default::default()
-        }
-        .encode_to_vec()
+        })
     }
 }
 

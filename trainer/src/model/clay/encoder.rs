@@ -242,19 +242,25 @@ pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4>
     attention(q, k, v, None, None, AttentionModuleOptions::default())
 }
 
+/// The `width / 4` angular frequencies of the sin-cos encoding, scaled by the ground sample
+/// distance (Clay v1.5's `posemb_sincos_2d_with_gsd`).
+pub fn position_frequencies(width: usize, gsd_m: f32) -> Vec<f32> {
+    let quarter = width / 4;
+    (0..quarter)
+        .map(|j| {
+            let fraction = j as f32 / (quarter.max(2) - 1) as f32;
+            1.0 / 10000f32.powf(2.0 * fraction / width as f32) * gsd_m
+        })
+        .collect()
+}
+
 /// Clay's GSD-scaled 2-D sin-cos encoding: `[sin(col·ω), cos(col·ω), sin(row·ω), cos(row·ω)]`,
 /// ω_j = gsd · 10000^-(2·(j/(Q−1))/width), Q = width/4, over the row-major patch grid.
 ///
 /// # Shapes
 /// - returns `[rows·cols, width]`
 pub fn position_encoding(grid: [usize; 2], width: usize, gsd_m: f32, device: &Device) -> Tensor<2> {
-    let quarter = width / 4;
-    let omega: Vec<f32> = (0..quarter)
-        .map(|j| {
-            let fraction = j as f32 / (quarter.max(2) - 1) as f32;
-            1.0 / 10000f32.powf(2.0 * fraction / width as f32) * gsd_m
-        })
-        .collect();
+    let omega = position_frequencies(width, gsd_m);
     let [rows, cols] = grid;
     let mut data = Vec::with_capacity(rows * cols * width);
     for row in 0..rows {

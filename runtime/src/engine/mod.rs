@@ -1,6 +1,10 @@
 //! Engine: the only module that imports tract (its internal crates are no stable API, so one
 //! place absorbs their changes). Loads an ONNX, checks it against the manifest, fixes the input
 //! shape, optimises it, and turns batches of preprocessed tiles into water probabilities.
+//! [`merge`] puts a signed LoRA adapter into a base model's weights before all that.
+
+mod merge;
+pub use merge::MergeError;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,6 +59,12 @@ pub enum EngineError {
         batch: usize,
         channels: usize,
         tile: usize,
+    },
+    #[error("{path}: the content does not match the SHA-256 its manifest declares ({declared}, found {found}); the file is damaged, copy it again")]
+    Damaged {
+        path: String,
+        declared: String,
+        found: Digest,
     },
     #[error("{path}: tract could not prepare the model: {reason}")]
     Prepare { path: String, reason: String },
@@ -122,11 +132,39 @@ impl ModelFile {
                 reason: "it has no graph".into(),
             });
         }
-        Ok(ModelFile {
+        let mut file = ModelFile {
             source,
             digest: Digest::of(bytes),
             proto,
-        })
+        };
+        // An invalid manifest is reported where it is used; only a declared hash is checked here.
+        if let Ok(Some(manifest)) = file.embedded_manifest() {
+            if let Some(declared) = manifest.content_sha256 {
+                let found = file.content_digest();
+                if Digest::from_hex(&declared) != Some(found) {
+                    return Err(EngineError::Damaged {
+                        path: file.source,
+                        declared,
+                        found,
+                    });
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// SHA-256 of the protobuf without `metadata_props`: what a manifest's `content_sha256`
+    /// declares (a hash cannot sit inside the bytes it covers, so the metadata is left out).
+    pub fn content_digest(&mut self) -> Digest {
+        let metadata = std::mem::take(&mut self.proto.metadata_props);
+        let digest = Digest::of(&self.proto.encode_to_vec());
+        self.proto.metadata_props = metadata;
+        digest
+    }
+
+    /// The model as ONNX bytes (after a merge: the merged model).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.proto.encode_to_vec()
     }
 
     /// The manifest carried in `metadata_props`, if any.
