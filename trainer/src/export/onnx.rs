@@ -173,28 +173,14 @@ impl GraphBuilder {
 fn attribute(attr: Attr) -> pb::AttributeProto {
     use pb::attribute_proto::AttributeType;
     let mut a = pb::AttributeProto::default();
-    match attr {
-        Attr::Int(name, v) => {
-            a.name = name.into();
-            a.r#type = AttributeType::Int as i32;
-            a.i = v;
-        }
-        Attr::Ints(name, v) => {
-            a.name = name.into();
-            a.r#type = AttributeType::Ints as i32;
-            a.ints = v;
-        }
-        Attr::Float(name, v) => {
-            a.name = name.into();
-            a.r#type = AttributeType::Float as i32;
-            a.f = v;
-        }
-        Attr::Str(name, v) => {
-            a.name = name.into();
-            a.r#type = AttributeType::String as i32;
-            a.s = v.as_bytes().to_vec();
-        }
-    }
+    let (name, kind) = match attr {
+        Attr::Int(name, v) => (name, { a.i = v; AttributeType::Int }),
+        Attr::Ints(name, v) => (name, { a.ints = v; AttributeType::Ints }),
+        Attr::Float(name, v) => (name, { a.f = v; AttributeType::Float }),
+        Attr::Str(name, v) => (name, { a.s = v.as_bytes().to_vec(); AttributeType::String }),
+    };
+    a.name = name.into();
+    a.r#type = kind as i32;
     a
 }
 
