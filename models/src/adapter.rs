@@ -62,8 +62,8 @@ pub struct Adapter {
     pub rank: u32,
     pub alpha: f32,
     pub dtype: Dtype,
-    /// Digest of the merged model's output on the canonical health-check input, when known.
-    pub expected_output: Option<Digest>,
+    /// What the merged model must output on the canonical health-check input, when known.
+    pub health: Option<crate::health::Expected>,
     pub deltas: Vec<LoraDelta>,
 }
 

@@ -12,6 +12,7 @@
 pub mod adapter;
 mod digest;
 mod error;
+pub mod health;
 mod manifest;
 pub mod metrics;
 pub mod quant;

@@ -8,6 +8,8 @@ use std::process::Command;
 use burn::tensor::{Device, Distribution, Tensor};
 use floodrt::cli::{chip_pairs, evaluate, ModelArgs};
 use floodrt::engine::{Engine, EngineConfig};
+use flood_models::adapter::{Adapter, DEFAULT_MAX_BODY_BYTES};
+use flood_models::sign::{SigningKey, TrustedKeys};
 use floodtrain::train::fit::load_run;
 
 use crate::util::*;
@@ -109,6 +111,17 @@ fn tract(args: &ModelArgs, input: Vec<f32>) -> Vec<f32> {
     Engine::new(&file, &manifest, config).unwrap().run_raw(input).unwrap()
 }
 
+/// The health-check difference floodrt sees for `adapter` merged into `base`.
+fn health_diff(base: &Path, adapter: &Path, key_pub: &Path) -> (f32, f32) {
+    let verified = floodrt::cli::read_adapter(adapter, key_pub).unwrap();
+    let expected = verified.adapter().health.clone().expect("exports sign health values");
+    let file = floodrt::engine::ModelFile::read(base).unwrap().merge_adapter(&verified).unwrap();
+    let manifest = file.embedded_manifest().unwrap().unwrap();
+    let config = EngineConfig { tile_px: manifest.input.tile_px as usize, batch: manifest.input.batch as usize, threads: 2, precision: flood_targets::Precision::F32 };
+    let diff = Engine::new(&file, &manifest, config).unwrap().check_health(&expected, "test").unwrap();
+    (diff, expected.tolerance)
+}
+
 fn random_input(shape: [usize; 4]) -> Tensor<4> {
     let device = Device::flex();
     device.seed(5);
@@ -153,6 +166,8 @@ fn a_lora_trained_s1_model_and_its_base_plus_adapter_give_the_trainers_numbers()
     let (d_device, d_base) = (max_abs_diff(&merged_out, &on_device), max_abs_diff(&merged_out, &base_only));
     eprintln!("merged on the device vs merged export: {d_device:.2e}; base alone differs by {d_base:.2e}");
     assert!(d_device <= 1e-4, "device merge {d_device}");
+    let (health, tolerance) = health_diff(&base, &adapter, &key_pub);
+    eprintln!("health check (f32 base): block-mean difference {health:.2e}, tolerance {tolerance:.0e}");
     assert!(d_base >= 100.0 * d_device.max(1e-7), "the adapter must move the output far more than the merge error ({d_base} vs {d_device})");
     if let Some(python) = &python {
         onnxruntime(python, &base, &values, shape);
@@ -220,6 +235,8 @@ fn int8_and_f16_exports_stay_close_to_f32_and_int8_merges_on_the_device() {
     let (iou_f16, _) = score(&model_args(&f16_model, None), &pairs);
     let (iou_device, mask_device) = score(&model_args(&dir.path().join("int8-base.onnx"), Some((&dir.path().join("int8.flad"), &key_pub))), &pairs);
     let (same_int8, same_device) = (agreement(&mask_f32, &mask_int8), agreement(&mask_int8, &mask_device));
+    let (health, tolerance) = health_diff(&dir.path().join("int8-base.onnx"), &dir.path().join("int8.flad"), &key_pub);
+    eprintln!("health check (int8 base): block-mean difference {health:.2e}, tolerance {tolerance:.0e}");
     eprintln!(
         "pooled water IoU on {} held-out chips: f32 {iou_f32:.4}, int8 {iou_int8:.4}, f16 {iou_f16:.4}, int8 base + adapter {iou_device:.4}; \
          mask agreement int8 vs f32 {:.4} %, device merge vs int8 export {:.4} %",
@@ -262,6 +279,25 @@ fn bad_adapters_and_damaged_bases_are_refused_with_the_reason() {
 
     let err = refused(&d.join("b-base.onnx"), &adapter, &key_pub);
     assert!(err.contains("adapter is for base model") && err.contains("b-base.onnx"), "{err}");
+
+    // Signed by the trusted key but wrong inside: the merge and the health check catch it.
+    let secret = SigningKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let keys = TrustedKeys::parse(&std::fs::read_to_string(&key_pub).unwrap()).unwrap();
+    let good = Adapter::verify(&std::fs::read(&adapter).unwrap(), &keys, DEFAULT_MAX_BODY_BYTES).unwrap().into_adapter();
+    let mut unknown = good.clone();
+    unknown.deltas[0].weight = "encoder.blocks.99.attn.to_qkv.weight".into();
+    std::fs::write(d.join("unknown.flad"), unknown.encode(&secret).unwrap()).unwrap();
+    let err = refused(&base, &d.join("unknown.flad"), &key_pub);
+    assert!(err.contains("blocks.99") && err.contains("does not list as mergeable"), "{err}");
+    unknown.deltas[0].weight = "encoder.blocks.0.attn.to_out.weight".into();
+    std::fs::write(d.join("reshaped.flad"), unknown.encode(&secret).unwrap()).unwrap();
+    let err = refused(&base, &d.join("reshaped.flad"), &key_pub);
+    assert!(err.contains("as [192, 576]") && err.contains("has [192, 192]"), "{err}");
+    let mut unhealthy = good;
+    unhealthy.health.as_mut().unwrap().block_means.iter_mut().for_each(|m| *m += 0.5);
+    std::fs::write(d.join("unhealthy.flad"), unhealthy.encode(&secret).unwrap()).unwrap();
+    let err = refused(&base, &d.join("unhealthy.flad"), &key_pub);
+    assert!(err.contains("unhealthy.flad") && err.contains("health check failed"), "{err}");
 
     // One bit of a weight: raw_data follows the tensor's name in the protobuf.
     let mut bytes = std::fs::read(&base).unwrap();

@@ -15,7 +15,7 @@ fn adapter() -> Adapter {
         rank: rank as u32,
         alpha: 4.0,
         dtype: Dtype::F32,
-        expected_output: Some(Digest::of(b"health")),
+        health: Some(crate::health::Expected::from_output(&[0.5; 64], 1, 1, 8, 1e-3)),
         deltas: vec![LoraDelta {
             weight: "blocks.0.qkv".into(),
             d_in: d_in as u32,

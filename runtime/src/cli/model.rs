@@ -197,6 +197,27 @@ impl ModelArgs {
             if self.manifest.is_none() {
                 manifest = file.embedded_manifest()?;
             }
+            match (&verified.adapter().health, &manifest) {
+                (Some(expected), Some(manifest)) => {
+                    let config = EngineConfig {
+                        tile_px: manifest.input.tile_px as usize,
+                        batch: manifest.input.batch as usize,
+                        threads: self.threads.unwrap_or(1).max(1),
+                        precision: Precision::F32,
+                    };
+                    let diff = Engine::new(&file, manifest, config)?
+                        .check_health(expected, &file.source)
+                        .with_context(|| format!("{}: refused", adapter.display()))?;
+                    log::info!(
+                        "health check passed: largest block-mean difference {diff:.2e} (tolerance {:.0e})",
+                        expected.tolerance
+                    );
+                }
+                _ => log::warn!(
+                    "{}: carries no health-check values; merged without a health check",
+                    adapter.display()
+                ),
+            }
         }
         let manifest = manifest.with_context(|| {
             format!(

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use flood_models::health::{canonical_input, Expected, HealthError};
 use flood_models::{Digest, Manifest, OutputKind, MANIFEST_METADATA_KEY};
 pub use flood_targets::Precision;
 use prost::Message;
@@ -70,6 +71,11 @@ pub enum EngineError {
     Prepare { path: String, reason: String },
     #[error("running the model failed: {0}")]
     Run(String),
+    #[error("{path}: health check failed: {source}")]
+    Unhealthy {
+        path: String,
+        source: flood_models::health::HealthError,
+    },
 }
 
 /// An ONNX file in memory, parsed but not yet prepared to run.
@@ -430,6 +436,28 @@ impl Engine {
         let out = outputs[0].cast_to::<f32>().map_err(run_err)?;
         let view = out.to_plain_array_view::<f32>().map_err(run_err)?;
         Ok(view.iter().copied().collect())
+    }
+
+    /// Runs the canonical health-check input and compares the output with what the trainer
+    /// signed into the adapter; returns the largest block-mean difference. `source` names the
+    /// model in errors.
+    pub fn check_health(&self, expected: &Expected, source: &str) -> Result<f32, EngineError> {
+        let unhealthy = |e| EngineError::Unhealthy {
+            path: source.to_string(),
+            source: e,
+        };
+        let (batch, tile) = (self.config.batch, self.config.tile_px);
+        if (expected.batch as usize, expected.tile_px as usize) != (batch, tile) {
+            return Err(unhealthy(HealthError::Shape {
+                found: batch * tile * tile,
+                expected: (expected.batch * expected.tile_px * expected.tile_px) as usize,
+                batch: expected.batch,
+                channels: expected.channels,
+                tile: expected.tile_px,
+            }));
+        }
+        let output = self.run_raw(canonical_input(batch, self.bands, tile))?;
+        expected.check(&output).map_err(unhealthy)
     }
 }
 

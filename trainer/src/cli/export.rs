@@ -7,7 +7,7 @@ use flood_models::sign::SigningKey;
 use flood_models::Digest;
 
 use super::device::DeviceArg;
-use crate::export::{adapter, onnx_bytes, write_atomically, ExportOptions, Quantize, Weights};
+use crate::export::{adapter, health, onnx_bytes, write_atomically, ExportOptions, Quantize, Weights};
 use crate::model::Arm;
 use crate::train::fit::load_run;
 
@@ -108,7 +108,8 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 AdapterDtype::F16 => Dtype::F16,
             };
             let version = args.adapter_version.unwrap_or_else(unix_time);
-            let bytes = adapter(&model, Digest::of(&base), version, dtype)?.encode(key)?;
+            let health = health(&config, &model, &options, &device);
+            let bytes = adapter(&model, Digest::of(&base), version, dtype, Some(health))?.encode(key)?;
             write_atomically(adapter_out, &bytes)?;
             report(adapter_out, &bytes);
         }

@@ -6,6 +6,8 @@ use flood_models::adapter::Dtype;
 use flood_models::sign::SigningKey;
 use flood_models::Digest;
 
+use flood_models::health::Expected;
+
 use crate::export::{adapter, onnx_bytes, ExportOptions, Quantize, Weights};
 use crate::model::clay::Preset;
 use crate::model::{Arm, FloodModelConfig, HeadKind, LoraConfig, LoraTarget};
@@ -72,7 +74,10 @@ fn export_sizes(config: &FloodModelConfig, tile_px: usize, batch: usize, device:
         if config.arm != Arm::Lora {
             return Ok(None);
         }
-        Ok(Some(adapter(&model, Digest::of(b"base"), 1, dtype)?.encode(&key)?.len()))
+        // The health values' count, not their values, sets the size: skip the forward pass.
+        let zeros = vec![0.0; batch * config.classes * tile_px * tile_px];
+        let health = Expected::from_output(&zeros, batch, config.classes, tile_px, 1e-3);
+        Ok(Some(adapter(&model, Digest::of(b"base"), 1, dtype, Some(health))?.encode(&key)?.len()))
     };
     Ok(ExportSizes {
         merged_f32: size(Weights::Merged, Quantize::None)?,

@@ -14,7 +14,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use burn::tensor::{Device, Tensor};
+use burn::tensor::TensorData;
 use flood_models::adapter::{from_f32, Adapter, Dtype, LoraDelta};
+use flood_models::health::{canonical_input, Expected};
 use flood_models::{Digest, Manifest, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units, MANIFEST_METADATA_KEY};
 
 pub use graph::Weights;
@@ -99,10 +101,29 @@ pub fn onnx_bytes(config: &FloodModelConfig, model: &FloodModel, weights: Weight
     Ok(onnx.into_bytes(vec![(MANIFEST_METADATA_KEY.to_string(), manifest.to_toml())]))
 }
 
+/// What the device's health check must see: this model's output on the canonical input, with
+/// a tolerance for how the base stores its weights (the device merges into int8 or f16 weights
+/// and rounds again; tract adds in another order than burn).
+pub fn health(config: &FloodModelConfig, model: &FloodModel, options: &ExportOptions, device: &Device) -> Expected {
+    let (batch, tile) = (options.batch, options.tile_px);
+    let bands = config.sensor.band_names().len();
+    let input = TensorData::new(canonical_input(batch, bands, tile), [batch, bands, tile, tile]);
+    let output = model.forward(Tensor::<4>::from_data(input, device));
+    let values = output.into_data().try_to_vec::<f32>().unwrap_or_default();
+    // Relative to the output's magnitude: rounding errors grow with the logits.
+    let relative = match options.quantize {
+        Quantize::None => 1e-3,
+        Quantize::F16 => 1e-2,
+        Quantize::Int8 => 5e-2,
+    };
+    let magnitude = values.iter().fold(1f32, |m, v| m.max(v.abs()));
+    Expected::from_output(&values, batch, config.classes, tile, relative * magnitude)
+}
+
 /// The run's LoRA factors as an adapter for the base file whose SHA-256 is `base`.
 /// burn keeps `a: [d_in, r]`, `b: [r, d_out]` (ΔW = s·a·b in the graph's `[d_in, d_out]`
 /// layout); the file keeps `A = aᵀ: [r, d_in]`, `B = bᵀ: [d_out, r]`, so ΔWᵀ = s·B·A.
-pub fn adapter(model: &FloodModel, base: Digest, version: u64, dtype: Dtype) -> anyhow::Result<Adapter> {
+pub fn adapter(model: &FloodModel, base: Digest, version: u64, dtype: Dtype, health: Option<Expected>) -> anyhow::Result<Adapter> {
     let mut deltas = Vec::new();
     let mut rank_scale = None;
     for (i, block) in model.encoder.blocks.iter().enumerate() {
@@ -134,7 +155,7 @@ pub fn adapter(model: &FloodModel, base: Digest, version: u64, dtype: Dtype) -> 
     let Some((rank, scale)) = rank_scale else {
         anyhow::bail!("the run has no LoRA adapters (it was not trained with --mode lora); export the full model without --adapter-out");
     };
-    Ok(Adapter { base_model: base, version, rank: rank as u32, alpha: (scale * rank as f64) as f32, dtype, expected_output: None, deltas })
+    Ok(Adapter { base_model: base, version, rank: rank as u32, alpha: (scale * rank as f64) as f32, dtype, health, deltas })
 }
 
 /// A burn factor, transposed to the file's layout.
