@@ -6,7 +6,8 @@
 //! (GeoTIFF)  (grid)    (tract)    (seams)   (GeoTIFF/COG mask, probability, GeoJSON, metrics)
 //! ```
 //! `pipeline` drives them one batch at a time; `budget` checks up front that a run fits its
-//! memory cap; `baseline` builds the embedded default model; `cli` is the `floodrt` binary.
+//! memory cap; `baseline` builds the embedded default model; `ota` keeps over-the-air adapters;
+//! `cli` is the `floodrt` binary.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -17,6 +18,7 @@ pub mod budget;
 pub mod cli;
 pub mod engine;
 pub mod metrics;
+pub mod ota;
 pub mod pipeline;
 pub mod scene;
 pub mod sink;
