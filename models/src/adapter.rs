@@ -129,17 +129,30 @@ impl Header {
     /// Parses and bounds-checks the header of `bytes` (the whole file).
     pub fn parse(bytes: &[u8], max_body_bytes: u64) -> Result<Header, AdapterError> {
         let min = HEADER_LEN + SIGNATURE_LEN;
-        if bytes.len() < min {
-            return Err(AdapterError::Truncated {
+        let header = bytes.get(..HEADER_LEN).and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok());
+        match header {
+            Some(header) if bytes.len() >= min => {
+                Header::check(&header, bytes.len() as u64, max_body_bytes)
+            }
+            _ => Err(AdapterError::Truncated {
                 found: bytes.len(),
                 min,
-            });
+            }),
         }
-        let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    }
+
+    /// Checks a header alone against the file length it comes with (an over-the-air offer,
+    /// before any byte of the body arrives).
+    pub fn check(
+        header: &[u8; HEADER_LEN],
+        file_len: u64,
+        max_body_bytes: u64,
+    ) -> Result<Header, AdapterError> {
+        let magic = [header[0], header[1], header[2], header[3]];
         if magic != MAGIC {
             return Err(AdapterError::BadMagic { found: magic });
         }
-        let format = u16::from_le_bytes([bytes[4], bytes[5]]);
+        let format = u16::from_le_bytes([header[4], header[5]]);
         if format != FORMAT_VERSION {
             return Err(AdapterError::UnsupportedVersion {
                 found: format,
@@ -147,9 +160,9 @@ impl Header {
             });
         }
         let mut key_id = [0u8; 8];
-        key_id.copy_from_slice(&bytes[8..16]);
+        key_id.copy_from_slice(&header[8..16]);
         let mut len = [0u8; 8];
-        len.copy_from_slice(&bytes[16..24]);
+        len.copy_from_slice(&header[16..24]);
         let body_len = u64::from_le_bytes(len);
         if body_len > max_body_bytes {
             return Err(AdapterError::TooLarge {
@@ -157,11 +170,11 @@ impl Header {
                 limit: max_body_bytes,
             });
         }
-        let declared = body_len + min as u64;
-        if declared != bytes.len() as u64 {
+        let declared = body_len + (HEADER_LEN + SIGNATURE_LEN) as u64;
+        if declared != file_len {
             return Err(AdapterError::LengthMismatch {
                 declared,
-                found: bytes.len() as u64,
+                found: file_len,
             });
         }
         Ok(Header {

@@ -21,6 +21,19 @@ impl Digest {
     }
 }
 
+/// SHA-256 over bytes that arrive in pieces.
+#[derive(Default)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+    pub fn finish(self) -> Digest {
+        Digest(self.0.finalize().into())
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -62,6 +75,14 @@ mod tests {
             Digest::of(b"abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn hashing_in_pieces_is_hashing_at_once() {
+        let mut h = Hasher::default();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(h.finish(), Digest::of(b"abc"));
     }
 
     #[test]

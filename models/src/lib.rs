@@ -15,10 +15,11 @@ mod error;
 pub mod health;
 mod manifest;
 pub mod metrics;
+pub mod protocol;
 pub mod quant;
 pub mod sign;
 
-pub use digest::Digest;
+pub use digest::{Digest, Hasher};
 pub use error::ManifestError;
 pub use manifest::{
     Manifest, MergeableWeight, ModelInput, ModelOutput, OutputKind, Preprocess, SampleType, Units,

@@ -7,4 +7,5 @@ mod util;
 mod errors;
 mod export;
 mod learn;
+mod ota;
 mod parity;

@@ -1,6 +1,10 @@
-//! Over-the-air adapters (issue #5). So far the store: where a device keeps its base model and
-//! adapters so that an update interrupted at any instant leaves a working device.
+//! Over-the-air adapters (issue #5): the store, where a device keeps its base model and
+//! adapters so that an update interrupted at any instant leaves a working device, and the
+//! device logic that checks, installs and switches adapters while jobs keep running. The
+//! network server (`floodrt serve`) and `floodtrain push` are still to come.
 
+pub mod device;
 pub mod store;
 
+pub use device::{Device, Loaded};
 pub use store::{Pointer, Store, StoreError};

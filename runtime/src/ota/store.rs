@@ -154,7 +154,8 @@ impl Store {
         self.dir.join(ADAPTERS_DIR).join(format!("{name}.flad"))
     }
 
-    fn staging_path(&self, file: &Digest) -> PathBuf {
+    /// Where transfer `file` is staged.
+    pub fn staging_path(&self, file: &Digest) -> PathBuf {
         self.dir.join(STAGING_DIR).join(format!("{}.part", file.to_hex()))
     }
 

@@ -1,0 +1,293 @@
+//! The device's side of an update: what `floodrt serve` does with each request. Synchronous and
+//! thread-safe (the server runs it off its network tasks).
+//!
+//! An adapter is used only after it passed, in order: the offer's header (format, trusted key,
+//! declared size), every chunk's checksum and offset, the whole file's SHA-256, the signature,
+//! the base it names, a version above the installed one, a merge into the base, and the health
+//! check. Only then is it stored (durably) and switched to. Jobs hold the model they started
+//! with, so a switch never disturbs them.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use flood_models::adapter::{self, Adapter, Header};
+use flood_models::protocol::{DeviceStatus, JobResult, Response, STATUS_RESULTS};
+use flood_models::sign::TrustedKeys;
+use flood_models::{Digest, Hasher};
+
+use super::store::{slot_version, Store};
+use crate::cli::{ModelArgs, PreparedModel};
+use crate::pipeline::{segment, SegmentConfig};
+use crate::sink::geotiff::{GeoTiffSink, Layer};
+use crate::sink::{MaskRow, RowSink};
+
+/// The model in use and the adapter version merged into it.
+pub struct Loaded {
+    pub adapter: Option<u64>,
+    pub model: PreparedModel,
+}
+
+/// An offered transfer: its total length.
+struct Offer {
+    total_len: u64,
+}
+
+pub struct Device {
+    id: String,
+    store: Store,
+    base_sha256: Digest,
+    trust_path: PathBuf,
+    trusted: TrustedKeys,
+    threads: usize,
+    current: RwLock<Arc<Loaded>>,
+    offers: Mutex<HashMap<Digest, Offer>>,
+    results: Mutex<VecDeque<JobResult>>,
+    /// One commit at a time.
+    installing: Mutex<()>,
+}
+
+fn refused(reason: impl std::fmt::Display) -> Response {
+    Response::Refused {
+        reason: reason.to_string(),
+    }
+}
+
+impl Device {
+    /// Opens the store and loads the active adapter; one that no longer loads or passes its
+    /// health check is rolled back to the previous one, and then to the base alone.
+    pub fn open(id: &str, store_dir: &Path, trust: &Path, threads: usize) -> anyhow::Result<Device> {
+        let store = Store::open(store_dir)?;
+        let text = std::fs::read_to_string(trust)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read the trusted keys: {e}", trust.display()))?;
+        let trusted = TrustedKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", trust.display()))?;
+        let loaded = loop {
+            let pointer = store.pointer()?;
+            match load(&store, trust, pointer.active.as_deref(), threads) {
+                Ok(loaded) => break loaded,
+                Err(e) if pointer.active.is_some() => {
+                    log::warn!("adapter {:?} does not load ({e:#}); rolling back", pointer.active);
+                    store.roll_back()?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let base = store.base_path();
+        let base_sha256 = Digest::of(&std::fs::read(&base).map_err(|e| anyhow::anyhow!("{}: {e}", base.display()))?);
+        Ok(Device {
+            id: id.to_string(),
+            store,
+            base_sha256,
+            trust_path: trust.to_path_buf(),
+            trusted,
+            threads,
+            current: RwLock::new(Arc::new(loaded)),
+            offers: Mutex::default(),
+            results: Mutex::default(),
+            installing: Mutex::default(),
+        })
+    }
+
+    /// The model new jobs get.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.read().map_or_else(|e| e.into_inner().clone(), |c| c.clone())
+    }
+
+    pub fn status(&self) -> Response {
+        let pointer = self.store.pointer().unwrap_or_default();
+        let current = self.current();
+        let results = self.results.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+        Response::Status(DeviceStatus {
+            device_id: self.id.clone(),
+            base_sha256: self.base_sha256,
+            active: current.adapter,
+            previous: pointer.previous.as_deref().and_then(slot_version),
+            last_results: results,
+        })
+    }
+
+    /// Drops a transfer: installed, or refused for good.
+    fn forget(&self, file: &Digest) {
+        self.store.discard_staged(file);
+        if let Ok(mut offers) = self.offers.lock() {
+            offers.remove(file);
+        }
+    }
+
+    /// An adapter is announced: check what its header can tell, then say where to start.
+    pub fn offer(&self, header: &[u8; adapter::HEADER_LEN], total_len: u64, sha256: Digest) -> Response {
+        let header = match Header::check(header, total_len, adapter::DEFAULT_MAX_BODY_BYTES) {
+            Ok(h) => h,
+            Err(e) => return refused(e),
+        };
+        if self.trusted.get(header.key_id).is_none() {
+            return refused(format!("signed by key {}, which this device does not trust", header.key_id));
+        }
+        let held = self.store.staged_len(&sha256);
+        let offset = if held > total_len {
+            self.store.discard_staged(&sha256);
+            0
+        } else {
+            held
+        };
+        if let Ok(mut offers) = self.offers.lock() {
+            offers.insert(sha256, Offer { total_len });
+        }
+        Response::Continue { offset }
+    }
+
+    /// Bytes of an offered file.
+    pub fn chunk(&self, file: Digest, offset: u64, data: &[u8], checksum: Digest) -> Response {
+        let Some(total_len) = self.offers.lock().ok().and_then(|o| o.get(&file).map(|o| o.total_len)) else {
+            return refused(format!("no offer for {file}; send the offer first"));
+        };
+        if Digest::of(data) != checksum {
+            return refused(format!("chunk at byte {offset} does not match its checksum; send it again"));
+        }
+        if offset + data.len() as u64 > total_len {
+            return refused(format!("chunk at byte {offset} of {} bytes runs past the offered {total_len}", data.len()));
+        }
+        match self.store.append_staged(&file, offset, data) {
+            Ok(offset) => Response::Continue { offset },
+            Err(e) => refused(e),
+        }
+    }
+
+    /// Verifies, health-checks, stores and switches to a fully received adapter.
+    pub fn commit(&self, file: Digest) -> Response {
+        let _one_at_a_time = self.installing.lock();
+        match self.install(file) {
+            Ok(version) => Response::Installed { version },
+            Err(reason) => refused(reason),
+        }
+    }
+
+    fn install(&self, file: Digest) -> Result<u64, String> {
+        let total_len = self.offers.lock().ok().and_then(|o| o.get(&file).map(|o| o.total_len));
+        let total_len = total_len.ok_or_else(|| format!("no offer for {file}"))?;
+        let held = self.store.staged_len(&file);
+        if held != total_len {
+            return Err(format!("only {held} of {total_len} bytes have arrived"));
+        }
+        let discard = |reason: String| {
+            self.forget(&file);
+            reason
+        };
+        let bytes = self.store.read_staged(&file).map_err(|e| e.to_string())?;
+        if Digest::of(&bytes) != file {
+            return Err(discard(format!("the received bytes do not have the offered SHA-256 {file}; send the file again")));
+        }
+        let verified = Adapter::verify(&bytes, &self.trusted, adapter::DEFAULT_MAX_BODY_BYTES)
+            .map_err(|e| discard(format!("refused: {e}")))?;
+        let version = verified.adapter().version;
+        let installed = self.current().adapter;
+        if installed.is_some_and(|v| version <= v) {
+            return Err(discard(format!(
+                "version {version} is not newer than the installed {}; replayed or older adapters are refused",
+                installed.unwrap_or_default()
+            )));
+        }
+        if verified.adapter().health.is_none() {
+            return Err(discard("the adapter carries no health-check values; export it with a current floodtrain".into()));
+        }
+        // Merge and health-check from the staged file before anything is stored.
+        let staged = self.store.staging_path(&file);
+        let model = prepare(&self.store, &self.trust_path, Some(&staged), self.threads)
+            .map_err(|e| discard(format!("{e:#}")))?;
+        self.store.install(&bytes, version).map_err(|e| e.to_string())?;
+        if let Ok(mut current) = self.current.write() {
+            *current = Arc::new(Loaded {
+                adapter: Some(version),
+                model,
+            });
+        }
+        self.forget(&file);
+        log::info!("adapter v{version} installed and active");
+        Ok(version)
+    }
+
+    /// Segments `scene` (a path on the device) into the mask file `output` with the model in
+    /// use when the job starts.
+    pub fn segment(&self, scene: &Path, output: &Path) -> Response {
+        let loaded = self.current();
+        let start = Instant::now();
+        match run_job(&loaded, scene, output) {
+            Ok((water_fraction, mask_sha256)) => {
+                let result = JobResult {
+                    adapter: loaded.adapter,
+                    water_fraction,
+                    mask_sha256,
+                    millis: start.elapsed().as_millis() as u64,
+                };
+                if let Ok(mut results) = self.results.lock() {
+                    results.push_front(result.clone());
+                    results.truncate(STATUS_RESULTS);
+                }
+                Response::Segmented(result)
+            }
+            Err(e) => refused(format!("{e:#}")),
+        }
+    }
+}
+
+/// The base, with adapter file `adapter` merged and health-checked when given.
+fn prepare(store: &Store, trust: &Path, adapter: Option<&Path>, threads: usize) -> anyhow::Result<PreparedModel> {
+    ModelArgs {
+        model: Some(store.base_path()),
+        adapter: adapter.map(Path::to_path_buf),
+        trust: adapter.map(|_| trust.to_path_buf()),
+        threads: Some(threads),
+        ..ModelArgs::default()
+    }
+    .prepare()
+}
+
+fn load(store: &Store, trust: &Path, active: Option<&str>, threads: usize) -> anyhow::Result<Loaded> {
+    let path = active.map(|name| store.adapter_path(name));
+    Ok(Loaded {
+        adapter: active.and_then(slot_version),
+        model: prepare(store, trust, path.as_deref(), threads)?,
+    })
+}
+
+/// Hashes mask rows as they pass.
+struct MaskDigest<'a>(&'a mut Hasher);
+
+impl RowSink for MaskDigest<'_> {
+    fn begin_stripe(&mut self, _x0: usize, _x1: usize) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn write_row(&mut self, row: &MaskRow) -> anyhow::Result<()> {
+        self.0.update(row.mask);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+fn run_job(loaded: &Loaded, scene_path: &Path, output: &Path) -> anyhow::Result<(f64, Digest)> {
+    let model = &loaded.model;
+    let (scene, _plan) = model.open_scene(scene_path)?;
+    let defaults = ModelArgs::default();
+    let cfg = SegmentConfig {
+        overlap_px: defaults.overlap.min(model.engine.config.tile_px / 4),
+        stripe_px: model.stripe_px,
+        scene_units: defaults.scene_units.into(),
+        threshold: model.manifest.output.threshold,
+    };
+    let mut hasher = Hasher::default();
+    let stats = {
+        let mut sinks: Vec<Box<dyn RowSink + '_>> = vec![
+            Box::new(GeoTiffSink::create(output, &scene, Layer::Mask, false)?),
+            Box::new(MaskDigest(&mut hasher)),
+        ];
+        let stats = segment(&scene, &model.engine, &model.manifest, &cfg, &mut sinks, &indicatif::ProgressBar::hidden())?;
+        for sink in sinks {
+            sink.finish()?;
+        }
+        stats
+    };
+    Ok((stats.water_fraction(), hasher.finish()))
+}
