@@ -265,6 +265,19 @@ impl Adapter {
         Ok(bytes)
     }
 
+    /// Decodes without checking the signature: for tools that show or send an adapter (the
+    /// workstation), never for using one. Lengths are checked as in [`Adapter::verify`].
+    pub fn read_unverified(bytes: &[u8], max_body_bytes: u64) -> Result<Adapter, AdapterError> {
+        let header = Header::parse(bytes, max_body_bytes)?;
+        let body = &bytes[HEADER_LEN..HEADER_LEN + header.body_len as usize];
+        let (adapter, rest): (Adapter, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|e| AdapterError::Decode(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(AdapterError::TrailingBytes(rest.len()));
+        }
+        Ok(adapter)
+    }
+
     /// Checks header and limits, verifies the signature with a trusted key, then decodes.
     pub fn verify(
         bytes: &[u8],

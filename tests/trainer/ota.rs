@@ -150,3 +150,137 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     let device = Device::open("drone-1", &store, &trust, 2).unwrap();
     assert_eq!(active(&device), Some(5));
 }
+
+/// Forwards connections to `target`, cutting each after `cut_after` bytes from the client.
+fn flaky_proxy(target: std::net::SocketAddr, cut_after: usize) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Ok(mut server) = TcpStream::connect(target) else { continue };
+            let (mut client_back, mut server_back) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server_back, &mut client_back);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let mut passed = 0;
+                while passed < cut_after {
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let n = n.min(cut_after - passed);
+                            if server.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            passed += n;
+                        }
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    addr
+}
+
+fn push(addr: &str, adapter: &Path, extra: &[&str]) -> std::process::Output {
+    floodtrain().args(["--quiet", "push", "--retries", "5", "--device", addr]).args(extra).arg(adapter).output().unwrap()
+}
+
+#[test]
+fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_server_sheds_bad_peers() {
+    use flood_models::protocol::{encode, read_frame, write_frame, Request};
+    use floodrt::ota::server::{ServeConfig, Server};
+    use std::time::{Duration, Instant};
+
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = d.join("run");
+    run_ok(
+        floodtrain()
+            .args(["--quiet", "train", "--preset", "tiny", "--mode", "lora", "--lora-targets", "qkv", "--batch", "2", "--crop-px", "64", "--steps", "3"])
+            .args(["--train-chips", "India_900498", "--data"])
+            .arg(shared.join("data/sen1floods11"))
+            .arg("--out")
+            .arg(&run),
+    );
+    let key = d.join("ws.key");
+    run_ok(floodtrain().args(["keygen", "--out"]).arg(&key));
+    run_export(&run, d, "v3", &key, 3);
+    run_export(&run, d, "v4", &key, 4);
+    let jobs = d.join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::copy(shared.join("data/sen1floods11/S1Hand/Bolivia_312675_S1Hand.tif"), jobs.join("scene.tif")).unwrap();
+
+    let store = store_with(d, "device", &d.join("v3-base.onnx"));
+    let device = Device::open("drone-2", &store, &d.join("ws.key.pub"), 2).unwrap();
+    let config = ServeConfig { max_connections: 4, idle_timeout: Duration::from_secs(1), frame_timeout: Duration::from_secs(5), jobs_dir: Some(jobs.clone()) };
+    let server = Server::bind("127.0.0.1:0", device, config).unwrap();
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || server.run());
+
+    // Over a link cut every 10 kB, in 4 KiB chunks.
+    let proxy = flaky_proxy(addr, 10_000);
+    let start = Instant::now();
+    let out = push(&proxy.to_string(), &d.join("v3.flad"), &["--chunk-kib", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("flaky link: {report} in {:.1} s", start.elapsed().as_secs_f64());
+    assert_eq!(report["version"], 3);
+    assert!(report["connections"].as_u64().unwrap() > 10, "{report}");
+
+    // Directly, the next version: the update time of a tiny adapter.
+    let start = Instant::now();
+    let out = push(&addr.to_string(), &d.join("v4.flad"), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("direct: {} in {:.2} s", String::from_utf8_lossy(&out.stdout).trim(), start.elapsed().as_secs_f64());
+
+    // A replay is refused for good, not retried.
+    let out = push(&addr.to_string(), &d.join("v3.flad"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not newer"));
+
+    // Jobs run on the device, inside its jobs folder only.
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    write_frame(&mut socket, &Request::Segment { scene: "scene.tif".into(), output: "mask.tif".into() }).unwrap();
+    match read_frame::<Response>(&mut socket).unwrap() {
+        Response::Segmented(job) => assert_eq!(job.adapter, Some(4)),
+        other => panic!("{other:?}"),
+    }
+    assert!(jobs.join("mask.tif").is_file());
+    write_frame(&mut socket, &Request::Segment { scene: "../v3-base.onnx".into(), output: "x.tif".into() }).unwrap();
+    assert!(matches!(read_frame::<Response>(&mut socket).unwrap(), Response::Refused { .. }));
+
+    // Garbage and oversized frames get a refusal and a closed connection; a silent peer is
+    // dropped after the idle timeout; the device serves on.
+    use std::io::{Read, Write};
+    for garbage in [vec![0xff, 0xff, 0xff, 0xff], { let mut f = encode(&Request::Status).unwrap(); f[4] = 0xee; f }] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&garbage).unwrap();
+        assert!(matches!(read_frame::<Response>(&mut s).unwrap(), Response::Refused { .. }));
+        assert_eq!(s.read(&mut [0u8; 1]).unwrap_or(0), 0, "closed after a bad frame");
+    }
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    assert_eq!(silent.read(&mut [0u8; 1]).unwrap_or(0), 0);
+    assert!(start.elapsed() < Duration::from_secs(5), "idle peer dropped after {:?}", start.elapsed());
+    write_frame(&mut socket, &Request::Status).unwrap();
+    match read_frame::<Response>(&mut socket) {
+        Ok(Response::Status(status)) => assert_eq!(status.active, Some(4)),
+        // This connection idled past the timeout too: a fresh one must work.
+        _ => {
+            let mut fresh = std::net::TcpStream::connect(addr).unwrap();
+            write_frame(&mut fresh, &Request::Status).unwrap();
+            let Response::Status(status) = read_frame::<Response>(&mut fresh).unwrap() else { panic!("no status") };
+            assert_eq!(status.active, Some(4));
+            assert_eq!(status.last_results.len(), 1);
+        }
+    }
+}

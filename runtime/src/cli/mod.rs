@@ -6,6 +6,7 @@ mod eval;
 mod info;
 mod model;
 mod segment;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,7 @@ pub enum Command {
     Info(info::InfoArgs),
     Demo(demo::DemoArgs),
     Bench(bench::BenchArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// Parses `std::env::args`, runs, and maps the outcome to an exit code: 0 ok, 2 error.
@@ -77,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args, quiet),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

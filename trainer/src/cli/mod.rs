@@ -7,6 +7,7 @@ mod export;
 mod keygen;
 mod params;
 mod parity;
+mod push;
 mod train;
 
 use std::process::ExitCode;
@@ -44,6 +45,7 @@ pub enum Command {
     Keygen(keygen::KeygenArgs),
     Parity(parity::ParityArgs),
     Params(params::ParamsArgs),
+    Push(push::PushArgs),
     Bench(bench::BenchArgs),
 }
 
@@ -67,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen(args) => keygen::run(args),
         Command::Parity(args) => parity::run(args),
         Command::Params(args) => params::run(args),
+        Command::Push(args) => push::run(args, cli.quiet),
         Command::Bench(args) => bench::run(args),
     }
 }

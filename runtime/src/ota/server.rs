@@ -1,0 +1,188 @@
+//! `floodrt serve`'s network side (tokio): length-prefixed postcard frames over TCP, one
+//! request → one response, handed to [`Device`] off the network threads.
+//!
+//! Bounded against hostile peers: at most `max_connections` at once (more are closed at
+//! once), a frame header must come within the idle timeout and its body within the frame
+//! timeout, a frame over [`MAX_FRAME_BYTES`] is refused from its length, and a frame that does
+//! not decode gets a refusal and the connection is closed. Memory is thus at most one frame
+//! per connection.
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flood_models::protocol::{self, Request, Response, MAX_FRAME_BYTES};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+
+use super::Device;
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub max_connections: usize,
+    /// How long a connection may stay silent between requests.
+    pub idle_timeout: Duration,
+    /// How long one frame may take to arrive once its header has.
+    pub frame_timeout: Duration,
+    /// Segmentation jobs name scenes and outputs inside this folder only.
+    pub jobs_dir: Option<PathBuf>,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    runtime: tokio::runtime::Runtime,
+    listener: TcpListener,
+    device: Arc<Device>,
+    config: ServeConfig,
+}
+
+impl Server {
+    pub fn bind(addr: &str, device: Device, config: ServeConfig) -> anyhow::Result<Server> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let listener = runtime
+            .block_on(TcpListener::bind(addr))
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        Ok(Server {
+            runtime,
+            listener,
+            device: Arc::new(device),
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until the process ends.
+    pub fn run(self) -> anyhow::Result<()> {
+        let Server {
+            runtime,
+            listener,
+            device,
+            config,
+        } = self;
+        runtime.block_on(accept_loop(listener, device, Arc::new(config)))
+    }
+}
+
+async fn accept_loop(listener: TcpListener, device: Arc<Device>, config: Arc<ServeConfig>) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            log::warn!("{peer}: refused, {} connections already", config.max_connections);
+            continue;
+        };
+        let (device, config) = (device.clone(), config.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(socket, &device, &config).await {
+                log::info!("{peer}: {e}");
+            }
+            drop(slot);
+        });
+    }
+}
+
+async fn connection(mut socket: TcpStream, device: &Arc<Device>, config: &ServeConfig) -> anyhow::Result<()> {
+    loop {
+        let mut header = [0u8; 4];
+        match timeout(config.idle_timeout, socket.read_exact(&mut header)).await {
+            Err(_) => anyhow::bail!("idle for {:?}, closed", config.idle_timeout),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(result) => result?,
+        };
+        let request = match protocol::body_len(header) {
+            Ok(len) => {
+                let mut body = vec![0u8; len];
+                timeout(config.frame_timeout, socket.read_exact(&mut body))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("a {len}-byte frame took over {:?}, closed", config.frame_timeout))??;
+                protocol::decode::<Request>(&body)
+            }
+            Err(e) => Err(e),
+        };
+        let (response, close) = match request {
+            Ok(request) => {
+                let device = device.clone();
+                let jobs = config.jobs_dir.clone();
+                let response = tokio::task::spawn_blocking(move || handle(&device, request, jobs.as_deref())).await?;
+                (response, false)
+            }
+            Err(e) => (
+                Response::Refused {
+                    reason: format!("bad frame ({e}); frames are a u32 LE length ≤ {MAX_FRAME_BYTES} and a postcard request"),
+                },
+                true,
+            ),
+        };
+        let frame = protocol::encode(&response)?;
+        timeout(config.frame_timeout, socket.write_all(&frame))
+            .await
+            .map_err(|_| anyhow::anyhow!("the peer does not read, closed"))??;
+        if close {
+            anyhow::bail!("closed after a bad frame");
+        }
+    }
+}
+
+fn handle(device: &Device, request: Request, jobs_dir: Option<&Path>) -> Response {
+    match request {
+        Request::Status => device.status(),
+        Request::Offer {
+            header,
+            total_len,
+            sha256,
+        } => device.offer(&header, total_len, sha256),
+        Request::Chunk {
+            file,
+            offset,
+            data,
+            checksum,
+        } => device.chunk(file, offset, &data, checksum),
+        Request::Commit { file } => device.commit(file),
+        Request::Segment { scene, output } => match (jobs_dir, job_path(&scene), job_path(&output)) {
+            (Some(dir), Some(scene), Some(output)) => device.segment(&dir.join(scene), &dir.join(output)),
+            (None, ..) => Response::Refused {
+                reason: "this device takes no segmentation jobs (start floodrt serve with --jobs DIR)".into(),
+            },
+            _ => Response::Refused {
+                reason: "job paths must be plain names inside the device's jobs folder".into(),
+            },
+        },
+    }
+}
+
+/// A relative path with no `..`, so a job stays inside the jobs folder.
+fn job_path(text: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(text);
+    let plain = !text.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
+    plain.then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_path;
+
+    #[test]
+    fn job_paths_stay_inside_the_jobs_folder() {
+        assert!(job_path("scene.tif").is_some());
+        assert!(job_path("flood/2026/scene.tif").is_some());
+        for bad in ["", "/etc/passwd", "../x.tif", "a/../../x", "./"] {
+            assert!(job_path(bad).is_none(), "{bad}");
+        }
+    }
+}
