@@ -109,8 +109,17 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     assert!(err.contains("checksum"), "{err}");
     assert!(refused(device.commit(file)).contains("have arrived"));
     send(&device, &adapter, half, adapter.len());
-    assert_eq!(device.commit(file), Response::Installed { version: 5 });
+    // Hot swap: a job started before the switch finishes on the base.
+    let (in_flight, installed) = std::thread::scope(|s| {
+        let job = s.spawn(|| device.segment(&scene, &d.join("in-flight.tif")));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let installed = device.commit(file);
+        (job.join().unwrap(), installed)
+    });
+    assert_eq!(installed, Response::Installed { version: 5 });
     assert_eq!(active(&device), Some(5));
+    let Response::Segmented(in_flight) = in_flight else { panic!("the in-flight job failed") };
+    assert_eq!((in_flight.adapter, in_flight.mask_sha256), (None, before.mask_sha256));
 
     // Refused, and nothing changes: a replay, a flipped byte, a truncation, a stranger's key,
     // an absurd size.
@@ -283,4 +292,142 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
             assert_eq!(status.last_results.len(), 1);
         }
     }
+}
+
+/// Set in the device processes the power-cut test starts: "STORE|TRUST|ADDR_FILE".
+const DEVICE_ENV: &str = "FLOOD_TEST_DEVICE_PROCESS";
+
+/// Not a test of its own: the device process that `a_device_killed_at_random_points…` starts
+/// (this test binary, run again with DEVICE_ENV set) and kills with SIGKILL.
+#[test]
+fn device_process() {
+    use floodrt::ota::server::{ServeConfig, Server};
+    let Ok(spec) = std::env::var(DEVICE_ENV) else { return };
+    let parts: Vec<&str> = spec.split('|').collect();
+    let device = Device::open("power-cut", Path::new(parts[0]), Path::new(parts[1]), 1).unwrap();
+    let config = ServeConfig { max_connections: 2, idle_timeout: std::time::Duration::from_secs(30), frame_timeout: std::time::Duration::from_secs(30), jobs_dir: None };
+    let server = Server::bind("127.0.0.1:0", device, config).unwrap();
+    let tmp = format!("{}.tmp", parts[2]);
+    std::fs::write(&tmp, server.local_addr().unwrap().to_string()).unwrap();
+    std::fs::rename(&tmp, parts[2]).unwrap();
+    server.run().unwrap();
+}
+
+struct DeviceProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl DeviceProcess {
+    fn start(store: &Path, trust: &Path) -> DeviceProcess {
+        let addr_file = store.with_extension("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "ota::device_process", "--nocapture", "--test-threads", "1"])
+            .env(DEVICE_ENV, format!("{}|{}|{}", store.display(), trust.display(), addr_file.display()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut device = DeviceProcess { child, addr: "127.0.0.1:0".parse().unwrap() };
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file) {
+                device.addr = text.parse().unwrap();
+                return device;
+            }
+            assert!(device.child.try_wait().unwrap().is_none(), "the device process died on start");
+            assert!(start.elapsed().as_secs() < 120, "the device process did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn status(&self) -> flood_models::protocol::DeviceStatus {
+        use flood_models::protocol::{read_frame, write_frame, Request};
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        write_frame(&mut s, &Request::Status).unwrap();
+        match read_frame::<Response>(&mut s).unwrap() {
+            Response::Status(status) => status,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no destructor, no flush, like a power cut
+        self.child.wait().unwrap();
+    }
+}
+
+/// Offer, 4 KiB chunks from the device's offset, commit; stops at the first failure.
+fn push_over_tcp(addr: std::net::SocketAddr, bytes: &[u8]) -> anyhow::Result<Response> {
+    use flood_models::protocol::{read_frame, write_frame, Request};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    let mut ask = |r: &Request| -> anyhow::Result<Response> {
+        write_frame(&mut s, r)?;
+        Ok(read_frame::<Response>(&mut s)?)
+    };
+    let file = Digest::of(bytes);
+    let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into()?;
+    let Response::Continue { mut offset } = ask(&Request::Offer { header, total_len: bytes.len() as u64, sha256: file })? else { anyhow::bail!("offer refused") };
+    while (offset as usize) < bytes.len() {
+        let data = bytes[offset as usize..(offset as usize + 4096).min(bytes.len())].to_vec();
+        let checksum = Digest::of(&data);
+        let Response::Continue { offset: next } = ask(&Request::Chunk { file, offset, data, checksum })? else { anyhow::bail!("chunk refused") };
+        offset = next;
+    }
+    ask(&Request::Commit { file })
+}
+
+#[test]
+fn a_device_killed_at_random_points_of_updates_always_restarts_on_the_old_or_the_new_adapter() {
+    use flood_models::adapter::{Adapter, DEFAULT_MAX_BODY_BYTES};
+    use flood_models::sign::{SigningKey, TrustedKeys};
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = d.join("run");
+    run_ok(
+        floodtrain()
+            .args(["--quiet", "train", "--preset", "tiny", "--mode", "lora", "--lora-targets", "qkv", "--batch", "2", "--crop-px", "64", "--steps", "3"])
+            .args(["--train-chips", "India_900498", "--data"])
+            .arg(shared.join("data/sen1floods11"))
+            .arg("--out")
+            .arg(&run),
+    );
+    let key = d.join("ws.key");
+    run_ok(floodtrain().args(["keygen", "--out"]).arg(&key));
+    let trust = d.join("ws.key.pub");
+    run_export(&run, d, "a", &key, 1);
+    // Versions 1, 2, 3…: the same factors re-signed, each newer than the last.
+    let secret = SigningKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let keys = TrustedKeys::parse(&std::fs::read_to_string(&trust).unwrap()).unwrap();
+    let template = Adapter::verify(&std::fs::read(d.join("a.flad")).unwrap(), &keys, DEFAULT_MAX_BODY_BYTES).unwrap().into_adapter();
+    let version_bytes = |v: u64| Adapter { version: v, ..template.clone() }.encode(&secret).unwrap();
+
+    let store = store_with(d, "device", &d.join("a-base.onnx"));
+    let (mut active, mut previous) = (None::<u64>, None::<u64>);
+    let mut next = 1u64;
+    let cuts = 50;
+    for i in 0..cuts {
+        let device = DeviceProcess::start(&store, &trust);
+        let bytes = version_bytes(next);
+        let addr = device.addr;
+        let client = std::thread::spawn(move || push_over_tcp(addr, &bytes));
+        // Cut anywhere from the offer to after the switch (a tiny push takes about a second).
+        std::thread::sleep(std::time::Duration::from_millis((i * 37 % 50) * 30));
+        device.kill();
+        let _ = client.join();
+
+        let device = DeviceProcess::start(&store, &trust);
+        let status = device.status();
+        if status.active == Some(next) {
+            assert_eq!(status.previous, active, "cut {i}: the old adapter must be kept as previous");
+            (previous, active) = (active, Some(next));
+            next += 1;
+        } else {
+            assert_eq!((status.active, status.previous), (active, previous), "cut {i}: neither old nor new");
+        }
+        device.kill();
+    }
+    eprintln!("{cuts} power cuts during updates: {} completed before the cut, the rest left the old adapter; every restart passed its health check", next - 1);
+    assert!(next > 3 && next < cuts as u64, "cuts should land both before and after the switch ({} installs)", next - 1);
 }
