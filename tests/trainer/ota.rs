@@ -142,6 +142,13 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     run_export(&run, &stranger_dir, "v9", &d.join("stranger.key"), 9);
     let strange = std::fs::read(stranger_dir.join("v9.flad")).unwrap();
     assert!(refused(offer(&device, &strange)).contains("does not trust"));
+    let secret = flood_models::sign::SigningKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let mut other_base = flood_models::adapter::Adapter::read_unverified(&adapter, u64::MAX).unwrap();
+    (other_base.base_model, other_base.version) = (Digest::of(b"another base"), 6);
+    let other_base = other_base.encode(&secret).unwrap();
+    assert_eq!(offer(&device, &other_base), Response::Continue { offset: 0 });
+    send(&device, &other_base, 0, other_base.len());
+    assert!(refused(device.commit(Digest::of(&other_base))).contains("adapter is for base model"));
     assert_eq!(active(&device), Some(5));
 
     // The adapted device maps like the merged export, and unlike the base.
