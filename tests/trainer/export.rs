@@ -55,7 +55,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// Chips the test models train on; every score is taken on the others.
 const TRAIN_CHIPS: [&str; 2] = ["India_900498", "Spain_7370579"];
 
-fn train(shared: &Path, dir: &Path, sensor: &str, steps: usize) -> PathBuf {
+pub fn train(shared: &Path, dir: &Path, sensor: &str, steps: usize) -> PathBuf {
     let run = dir.join(format!("run-{sensor}"));
     run_ok(
         floodtrain()
@@ -68,7 +68,7 @@ fn train(shared: &Path, dir: &Path, sensor: &str, steps: usize) -> PathBuf {
     run
 }
 
-fn keygen(path: &Path) -> PathBuf {
+pub fn keygen(path: &Path) -> PathBuf {
     run_ok(floodtrain().args(["keygen", "--out"]).arg(path));
     path.with_extension("key.pub")
 }

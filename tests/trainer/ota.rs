@@ -9,6 +9,7 @@ use flood_models::protocol::{Response, CHUNK_BYTES};
 use flood_models::Digest;
 use floodrt::ota::Device;
 
+use crate::export::{keygen, train};
 use crate::util::*;
 
 fn run_export(run: &Path, dir: &Path, stem: &str, key: &Path, version: u64) {
@@ -74,17 +75,9 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     let shared = need_shared!();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = d.join("run");
-    run_ok(
-        floodtrain()
-            .args(["--quiet", "train", "--preset", "tiny", "--mode", "lora", "--lora-targets", "qkv,fc1", "--batch", "2", "--crop-px", "64", "--steps", "30"])
-            .args(["--train-chips", "India_900498,Spain_7370579", "--data"])
-            .arg(shared.join("data/sen1floods11"))
-            .arg("--out")
-            .arg(&run),
-    );
+    let run = train(&shared, d, "s1", 30);
     let key = d.join("ws.key");
-    run_ok(floodtrain().args(["keygen", "--out"]).arg(&key));
+    keygen(&key);
     let trust = d.join("ws.key.pub");
     run_export(&run, d, "v5", &key, 5);
     let adapter = std::fs::read(d.join("v5.flad")).unwrap();
@@ -136,7 +129,7 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     let mut huge = header;
     huge[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
     assert!(refused(device.offer(&huge, (1u64 << 40) + 88, Digest::of(b"h"))).contains("limit"));
-    run_ok(floodtrain().args(["keygen", "--out"]).arg(d.join("stranger.key")));
+    keygen(&d.join("stranger.key"));
     let stranger_dir = d.join("stranger");
     std::fs::create_dir_all(&stranger_dir).unwrap();
     run_export(&run, &stranger_dir, "v9", &d.join("stranger.key"), 9);
@@ -217,17 +210,9 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
     let shared = need_shared!();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = d.join("run");
-    run_ok(
-        floodtrain()
-            .args(["--quiet", "train", "--preset", "tiny", "--mode", "lora", "--lora-targets", "qkv", "--batch", "2", "--crop-px", "64", "--steps", "3"])
-            .args(["--train-chips", "India_900498", "--data"])
-            .arg(shared.join("data/sen1floods11"))
-            .arg("--out")
-            .arg(&run),
-    );
+    let run = train(&shared, d, "s1", 3);
     let key = d.join("ws.key");
-    run_ok(floodtrain().args(["keygen", "--out"]).arg(&key));
+    keygen(&key);
     run_export(&run, d, "v3", &key, 3);
     run_export(&run, d, "v4", &key, 4);
     let jobs = d.join("jobs");
@@ -391,17 +376,9 @@ fn a_device_killed_at_random_points_of_updates_always_restarts_on_the_old_or_the
     let shared = need_shared!();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = d.join("run");
-    run_ok(
-        floodtrain()
-            .args(["--quiet", "train", "--preset", "tiny", "--mode", "lora", "--lora-targets", "qkv", "--batch", "2", "--crop-px", "64", "--steps", "3"])
-            .args(["--train-chips", "India_900498", "--data"])
-            .arg(shared.join("data/sen1floods11"))
-            .arg("--out")
-            .arg(&run),
-    );
+    let run = train(&shared, d, "s1", 3);
     let key = d.join("ws.key");
-    run_ok(floodtrain().args(["keygen", "--out"]).arg(&key));
+    keygen(&key);
     let trust = d.join("ws.key.pub");
     run_export(&run, d, "a", &key, 1);
     // Versions 1, 2, 3…: the same factors re-signed, each newer than the last.
