@@ -145,7 +145,7 @@ impl Device {
         if Digest::of(data) != checksum {
             return refused(format!("chunk at byte {offset} does not match its checksum; send it again"));
         }
-        if offset + data.len() as u64 > total_len {
+        if offset.checked_add(data.len() as u64).is_none_or(|end| end > total_len) {
             return refused(format!("chunk at byte {offset} of {} bytes runs past the offered {total_len}", data.len()));
         }
         match self.store.append_staged(&file, offset, data) {
