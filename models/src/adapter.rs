@@ -129,7 +129,9 @@ impl Header {
     /// Parses and bounds-checks the header of `bytes` (the whole file).
     pub fn parse(bytes: &[u8], max_body_bytes: u64) -> Result<Header, AdapterError> {
         let min = HEADER_LEN + SIGNATURE_LEN;
-        let header = bytes.get(..HEADER_LEN).and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok());
+        let header = bytes
+            .get(..HEADER_LEN)
+            .and_then(|h| <[u8; HEADER_LEN]>::try_from(h).ok());
         match header {
             Some(header) if bytes.len() >= min => {
                 Header::check(&header, bytes.len() as u64, max_body_bytes)

@@ -51,7 +51,9 @@ pub fn canonical_input(batch: usize, bands: usize, tile_px: usize) -> Vec<f32> {
             for y in 0..tile_px {
                 for x in 0..tile_px {
                     let (fx, fy) = (x as f32 / tile_px as f32, y as f32 / tile_px as f32);
-                    values.push(2.0 * (6.0 * fx + 4.0 * fy * fy + phase).sin() * (3.0 * fy - phase).cos());
+                    values.push(
+                        2.0 * (6.0 * fx + 4.0 * fy * fy + phase).sin() * (3.0 * fy - phase).cos(),
+                    );
                 }
             }
         }
@@ -64,7 +66,11 @@ pub fn block_means(output: &[f32], batch: usize, channels: usize, tile_px: usize
     let blocks = tile_px / BLOCK_PX;
     let mut means = vec![0f32; batch * channels * blocks * blocks];
     for (plane, pixels) in output.chunks_exact(tile_px * tile_px).enumerate() {
-        for (y, row) in pixels.chunks_exact(tile_px).enumerate().take(blocks * BLOCK_PX) {
+        for (y, row) in pixels
+            .chunks_exact(tile_px)
+            .enumerate()
+            .take(blocks * BLOCK_PX)
+        {
             for (x, v) in row.iter().enumerate().take(blocks * BLOCK_PX) {
                 means[(plane * blocks + y / BLOCK_PX) * blocks + x / BLOCK_PX] += v;
             }
@@ -77,7 +83,13 @@ pub fn block_means(output: &[f32], batch: usize, channels: usize, tile_px: usize
 
 impl Expected {
     /// What `output` (the trainer's, on the canonical input) says, with `tolerance`.
-    pub fn from_output(output: &[f32], batch: usize, channels: usize, tile_px: usize, tolerance: f32) -> Expected {
+    pub fn from_output(
+        output: &[f32],
+        batch: usize,
+        channels: usize,
+        tile_px: usize,
+        tolerance: f32,
+    ) -> Expected {
         Expected {
             batch: batch as u32,
             channels: channels as u32,
@@ -89,7 +101,11 @@ impl Expected {
 
     /// Checks the device's output on the canonical input; returns the largest difference.
     pub fn check(&self, output: &[f32]) -> Result<f32, HealthError> {
-        let (batch, channels, tile) = (self.batch as usize, self.channels as usize, self.tile_px as usize);
+        let (batch, channels, tile) = (
+            self.batch as usize,
+            self.channels as usize,
+            self.tile_px as usize,
+        );
         let expected = batch * channels * tile * tile;
         if output.len() != expected {
             return Err(HealthError::Shape {
@@ -144,9 +160,15 @@ mod tests {
         let diff = expected.check(&output).unwrap();
         assert!((diff - 0.01 / 64.0).abs() < 1e-6, "{diff}");
         output[5] += 1.0;
-        assert!(matches!(expected.check(&output), Err(HealthError::Mismatch { .. })));
+        assert!(matches!(
+            expected.check(&output),
+            Err(HealthError::Mismatch { .. })
+        ));
         output[5] = f32::NAN;
         assert_eq!(expected.check(&output), Err(HealthError::NotFinite(1)));
-        assert!(matches!(expected.check(&output[1..]), Err(HealthError::Shape { .. })));
+        assert!(matches!(
+            expected.check(&output[1..]),
+            Err(HealthError::Shape { .. })
+        ));
     }
 }

@@ -49,11 +49,17 @@ pub enum Request {
 pub enum Response {
     Status(DeviceStatus),
     /// Send the file from this byte on.
-    Continue { offset: u64 },
-    Installed { version: u64 },
+    Continue {
+        offset: u64,
+    },
+    Installed {
+        version: u64,
+    },
     Segmented(JobResult),
     /// Nothing changed on the device; the reason says why.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,7 +97,9 @@ pub enum FrameError {
 /// The frame bytes of `message`.
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
     let body = postcard::to_allocvec(message).map_err(|e| FrameError::Decode(e.to_string()))?;
-    let len = u32::try_from(body.len()).ok().filter(|&n| n <= MAX_FRAME_BYTES);
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&n| n <= MAX_FRAME_BYTES);
     let len = len.ok_or(FrameError::TooLarge(u32::MAX))?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&len.to_le_bytes());
@@ -113,7 +121,10 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     let (message, rest) =
         postcard::take_from_bytes(body).map_err(|e| FrameError::Decode(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(FrameError::Decode(format!("{} bytes after the message", rest.len())));
+        return Err(FrameError::Decode(format!(
+            "{} bytes after the message",
+            rest.len()
+        )));
     }
     Ok(message)
 }
@@ -162,14 +173,20 @@ mod tests {
             assert_eq!(&read_frame::<Request>(&mut input).unwrap(), m);
         }
         let reply = Response::Continue { offset: 9 };
-        assert_eq!(decode::<Response>(&encode(&reply).unwrap()[4..]).unwrap(), reply);
+        assert_eq!(
+            decode::<Response>(&encode(&reply).unwrap()[4..]).unwrap(),
+            reply
+        );
     }
 
     #[test]
     fn oversized_truncated_and_garbage_frames_are_refused() {
         let huge = (MAX_FRAME_BYTES + 1).to_le_bytes();
         assert!(matches!(body_len(huge), Err(FrameError::TooLarge(_))));
-        let frame = encode(&Request::Commit { file: Digest::of(b"x") }).unwrap();
+        let frame = encode(&Request::Commit {
+            file: Digest::of(b"x"),
+        })
+        .unwrap();
         assert!(read_frame::<Request>(&mut &frame[..frame.len() - 1]).is_err());
         let mut extra = frame[4..].to_vec();
         extra.push(0);

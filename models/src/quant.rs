@@ -35,7 +35,13 @@ pub fn quantize(values: &[f32], dims: &[usize], axis: usize) -> (Vec<i8>, Vec<f3
     }
     let scales: Vec<f32> = max_abs
         .iter()
-        .map(|&m| if m > 0.0 && m.is_finite() { m / 127.0 } else { 1.0 })
+        .map(|&m| {
+            if m > 0.0 && m.is_finite() {
+                m / 127.0
+            } else {
+                1.0
+            }
+        })
         .collect();
     let q = values
         .iter()
@@ -75,7 +81,9 @@ mod tests {
     fn the_error_is_at_most_half_a_step_along_axis_zero() {
         // [c_out 4, 3, 2, 2] conv kernel.
         let dims = [4, 3, 2, 2];
-        let w: Vec<f32> = (0..48).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.013 * (1 + i / 12) as f32).collect();
+        let w: Vec<f32> = (0..48)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.013 * (1 + i / 12) as f32)
+            .collect();
         let (q, scales) = quantize(&w, &dims, 0);
         assert_eq!(scales.len(), 4);
         let back = dequantize(&q, &scales, &dims, 0);

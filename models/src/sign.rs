@@ -11,11 +11,15 @@ use crate::Digest;
 /// Why a key or a list of trusted keys was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KeyError {
-    #[error("line {line}: not a key: expected 64 hexadecimal digits (as `floodtrain keygen` writes)")]
+    #[error(
+        "line {line}: not a key: expected 64 hexadecimal digits (as `floodtrain keygen` writes)"
+    )]
     NotHex { line: usize },
     #[error("line {line}: 64 hex digits, but not a valid ed25519 public key")]
     NotOnCurve { line: usize },
-    #[error("no keys: add one public key per line (hex), as `floodtrain keygen` writes to KEY.pub")]
+    #[error(
+        "no keys: add one public key per line (hex), as `floodtrain keygen` writes to KEY.pub"
+    )]
     Empty,
 }
 
@@ -139,7 +143,10 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]);
         let again = SigningKey::from_hex(&format!("{}\n", key.to_hex())).unwrap();
         assert_eq!(again.to_bytes(), key.to_bytes());
-        let trust = format!("# ground station\n\n{}  # workstation\n", key.public().to_hex());
+        let trust = format!(
+            "# ground station\n\n{}  # workstation\n",
+            key.public().to_hex()
+        );
         let keys = TrustedKeys::parse(&trust).unwrap();
         assert!(keys.get(key.key_id()).is_some());
     }
@@ -148,8 +155,14 @@ mod tests {
     fn bad_trust_files_name_the_line() {
         let key = SigningKey::from_bytes(&[7; 32]).public().to_hex();
         assert_eq!(TrustedKeys::parse("").err(), Some(KeyError::Empty));
-        assert_eq!(TrustedKeys::parse(&format!("{key}\nxyz")).err(), Some(KeyError::NotHex { line: 2 }));
-        assert_eq!(TrustedKeys::parse(&key[2..]).err(), Some(KeyError::NotHex { line: 1 }));
+        assert_eq!(
+            TrustedKeys::parse(&format!("{key}\nxyz")).err(),
+            Some(KeyError::NotHex { line: 2 })
+        );
+        assert_eq!(
+            TrustedKeys::parse(&key[2..]).err(),
+            Some(KeyError::NotHex { line: 1 })
+        );
         assert!(SigningKey::from_hex("00").is_err());
     }
 }

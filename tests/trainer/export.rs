@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use floodrt::cli::{chip_pairs, evaluate, ModelArgs};
-use floodrt::engine::{Engine, EngineConfig};
 use flood_models::adapter::{Adapter, DEFAULT_MAX_BODY_BYTES};
 use flood_models::sign::{SigningKey, TrustedKeys};
+use floodrt::cli::{chip_pairs, evaluate, ModelArgs};
+use floodrt::engine::{Engine, EngineConfig};
 use floodtrain::train::fit::load_run;
 
 use crate::util::*;
@@ -17,7 +17,10 @@ use crate::util::*;
 /// A Python with onnx and onnxruntime, or None outside CI (those checks are then skipped).
 fn onnx_python() -> Option<String> {
     let python = std::env::var("FLOOD_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python).args(["-c", "import onnx, onnxruntime"]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new(&python)
+        .args(["-c", "import onnx, onnxruntime"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok && std::env::var_os("CI").is_some() {
         panic!("CI needs `{python}` with onnx and onnxruntime (pip install onnx onnxruntime)");
     }
@@ -33,7 +36,14 @@ fn onnx_python() -> Option<String> {
 fn onnxruntime(python: &str, model: &Path, input: &[f32], shape: [usize; 4]) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let (inp, out) = (dir.path().join("input.f32"), dir.path().join("ort.f32"));
-    std::fs::write(&inp, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &inp,
+        input
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let script = format!(
         "import numpy as np, onnx, onnxruntime as ort\n\
          m = onnx.load({model:?}); onnx.checker.check_model(m, full_check=True)\n\
@@ -43,13 +53,24 @@ fn onnxruntime(python: &str, model: &Path, input: &[f32], shape: [usize; 4]) -> 
          s.run(None, {{'pixels': x}})[0].astype(np.float32).tofile({out:?})\n"
     );
     let status = Command::new(python).args(["-c", &script]).status().unwrap();
-    assert!(status.success(), "onnx checker / onnxruntime failed on {}", model.display());
-    std::fs::read(&out).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    assert!(
+        status.success(),
+        "onnx checker / onnxruntime failed on {}",
+        model.display()
+    );
+    std::fs::read(&out)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Chips the test models train on; every score is taken on the others.
@@ -59,8 +80,29 @@ pub fn train(shared: &Path, dir: &Path, sensor: &str, steps: usize) -> PathBuf {
     let run = dir.join(format!("run-{sensor}"));
     run_ok(
         floodtrain()
-            .args(["--quiet", "train", "--preset", "tiny", "--mode", "lora", "--lora-targets", "qkv,fc1", "--batch", "2", "--crop-px", "64"])
-            .args(["--steps", &steps.to_string(), "--sensor", sensor, "--train-chips", &TRAIN_CHIPS.join(","), "--data"])
+            .args([
+                "--quiet",
+                "train",
+                "--preset",
+                "tiny",
+                "--mode",
+                "lora",
+                "--lora-targets",
+                "qkv,fc1",
+                "--batch",
+                "2",
+                "--crop-px",
+                "64",
+            ])
+            .args([
+                "--steps",
+                &steps.to_string(),
+                "--sensor",
+                sensor,
+                "--train-chips",
+                &TRAIN_CHIPS.join(","),
+                "--data",
+            ])
             .arg(shared.join("data/sen1floods11"))
             .arg("--out")
             .arg(&run),
@@ -75,17 +117,36 @@ pub fn keygen(path: &Path) -> PathBuf {
 
 /// `floodtrain export` of `run` into `dir/{stem}.onnx` (+ `{stem}-base.onnx` and
 /// `{stem}.flad` when a key is given).
-fn export(run: &Path, dir: &Path, stem: &str, quantize: &str, tile: usize, batch: usize, key: Option<&Path>) -> PathBuf {
+fn export(
+    run: &Path,
+    dir: &Path,
+    stem: &str,
+    quantize: &str,
+    tile: usize,
+    batch: usize,
+    key: Option<&Path>,
+) -> PathBuf {
     let out = dir.join(format!("{stem}.onnx"));
     let mut cmd = floodtrain();
-    cmd.args(["--quiet", "export", "--quantize", quantize, "--tile", &tile.to_string(), "--batch", &batch.to_string()])
-        .arg("--checkpoint")
-        .arg(run)
-        .arg("--out")
-        .arg(&out);
+    cmd.args([
+        "--quiet",
+        "export",
+        "--quantize",
+        quantize,
+        "--tile",
+        &tile.to_string(),
+        "--batch",
+        &batch.to_string(),
+    ])
+    .arg("--checkpoint")
+    .arg(run)
+    .arg("--out")
+    .arg(&out);
     if let Some(key) = key {
-        cmd.arg("--base-out").arg(dir.join(format!("{stem}-base.onnx")));
-        cmd.arg("--adapter-out").arg(dir.join(format!("{stem}.flad")));
+        cmd.arg("--base-out")
+            .arg(dir.join(format!("{stem}-base.onnx")));
+        cmd.arg("--adapter-out")
+            .arg(dir.join(format!("{stem}.flad")));
         cmd.arg("--signing-key").arg(key);
     }
     run_ok(&mut cmd);
@@ -107,18 +168,41 @@ fn model_args(model: &Path, adapter: Option<(&Path, &Path)>) -> ModelArgs {
 
 fn tract(args: &ModelArgs, input: Vec<f32>) -> Vec<f32> {
     let (file, manifest) = args.load_file_and_manifest().unwrap();
-    let config = EngineConfig { tile_px: manifest.input.tile_px as usize, batch: manifest.input.batch as usize, threads: 2, precision: flood_targets::Precision::F32 };
-    Engine::new(&file, &manifest, config).unwrap().run_raw(input).unwrap()
+    let config = EngineConfig {
+        tile_px: manifest.input.tile_px as usize,
+        batch: manifest.input.batch as usize,
+        threads: 2,
+        precision: flood_targets::Precision::F32,
+    };
+    Engine::new(&file, &manifest, config)
+        .unwrap()
+        .run_raw(input)
+        .unwrap()
 }
 
 /// The health-check difference floodrt sees for `adapter` merged into `base`.
 fn health_diff(base: &Path, adapter: &Path, key_pub: &Path) -> (f32, f32) {
     let verified = floodrt::cli::read_adapter(adapter, key_pub).unwrap();
-    let expected = verified.adapter().health.clone().expect("exports sign health values");
-    let file = floodrt::engine::ModelFile::read(base).unwrap().merge_adapter(&verified).unwrap();
+    let expected = verified
+        .adapter()
+        .health
+        .clone()
+        .expect("exports sign health values");
+    let file = floodrt::engine::ModelFile::read(base)
+        .unwrap()
+        .merge_adapter(&verified)
+        .unwrap();
     let manifest = file.embedded_manifest().unwrap().unwrap();
-    let config = EngineConfig { tile_px: manifest.input.tile_px as usize, batch: manifest.input.batch as usize, threads: 2, precision: flood_targets::Precision::F32 };
-    let diff = Engine::new(&file, &manifest, config).unwrap().check_health(&expected, "test").unwrap();
+    let config = EngineConfig {
+        tile_px: manifest.input.tile_px as usize,
+        batch: manifest.input.batch as usize,
+        threads: 2,
+        precision: flood_targets::Precision::F32,
+    };
+    let diff = Engine::new(&file, &manifest, config)
+        .unwrap()
+        .check_health(&expected, "test")
+        .unwrap();
     (diff, expected.tolerance)
 }
 
@@ -133,7 +217,11 @@ fn check_parity(run: &Path, model: &Path, shape: [usize; 4], python: Option<&str
     let input = random_input(shape);
     let values: Vec<f32> = input.to_data().try_to_vec::<f32>().unwrap();
     let (_, trained) = load_run(run, &Device::flex()).unwrap();
-    let ours: Vec<f32> = trained.forward(input).into_data().try_to_vec::<f32>().unwrap();
+    let ours: Vec<f32> = trained
+        .forward(input)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let tract = tract(&model_args(model, None), values.clone());
     let d_tract = max_abs_diff(&ours, &tract);
     eprintln!("{}: max |burn − tract| {d_tract:.2e}", model.display());
@@ -155,20 +243,41 @@ fn a_lora_trained_s1_model_and_its_base_plus_adapter_give_the_trainers_numbers()
     // Enough steps for the adapter to move the output well past the tolerance.
     let run = train(&shared, dir.path(), "s1", 10);
     let key_pub = keygen(&dir.path().join("workstation.key"));
-    let merged = export(&run, dir.path(), "s1", "none", tile, batch, Some(&dir.path().join("workstation.key")));
+    let merged = export(
+        &run,
+        dir.path(),
+        "s1",
+        "none",
+        tile,
+        batch,
+        Some(&dir.path().join("workstation.key")),
+    );
     let (base, adapter) = (dir.path().join("s1-base.onnx"), dir.path().join("s1.flad"));
     let shape = [batch, 2, tile, tile];
     let merged_out = check_parity(&run, &merged, shape, python.as_deref());
 
     let values = random_input(shape).to_data().try_to_vec::<f32>().unwrap();
-    let on_device = tract(&model_args(&base, Some((&adapter, &key_pub))), values.clone());
+    let on_device = tract(
+        &model_args(&base, Some((&adapter, &key_pub))),
+        values.clone(),
+    );
     let base_only = tract(&model_args(&base, None), values.clone());
-    let (d_device, d_base) = (max_abs_diff(&merged_out, &on_device), max_abs_diff(&merged_out, &base_only));
-    eprintln!("merged on the device vs merged export: {d_device:.2e}; base alone differs by {d_base:.2e}");
+    let (d_device, d_base) = (
+        max_abs_diff(&merged_out, &on_device),
+        max_abs_diff(&merged_out, &base_only),
+    );
+    eprintln!(
+        "merged on the device vs merged export: {d_device:.2e}; base alone differs by {d_base:.2e}"
+    );
     assert!(d_device <= 1e-4, "device merge {d_device}");
     let (health, tolerance) = health_diff(&base, &adapter, &key_pub);
-    eprintln!("health check (f32 base): block-mean difference {health:.2e}, tolerance {tolerance:.0e}");
-    assert!(d_base >= 100.0 * d_device.max(1e-7), "the adapter must move the output far more than the merge error ({d_base} vs {d_device})");
+    eprintln!(
+        "health check (f32 base): block-mean difference {health:.2e}, tolerance {tolerance:.0e}"
+    );
+    assert!(
+        d_base >= 100.0 * d_device.max(1e-7),
+        "the adapter must move the output far more than the merge error ({d_base} vs {d_device})"
+    );
     if let Some(python) = &python {
         onnxruntime(python, &base, &values, shape);
     }
@@ -190,7 +299,10 @@ fn score(args: &ModelArgs, pairs: &[(String, PathBuf, PathBuf)]) -> (f64, Vec<u8
     let chips = evaluate(&prepared, args, pairs, &indicatif::ProgressBar::hidden()).unwrap();
     let mut pooled = flood_models::metrics::Confusion::default();
     chips.iter().for_each(|c| pooled.add(&c.confusion));
-    (pooled.scores().iou.unwrap_or(0.0), chips.into_iter().flat_map(|c| c.mask).collect())
+    (
+        pooled.scores().iou.unwrap_or(0.0),
+        chips.into_iter().flat_map(|c| c.mask).collect(),
+    )
 }
 
 fn agreement(a: &[u8], b: &[u8]) -> f64 {
@@ -212,31 +324,60 @@ fn int8_and_f16_exports_stay_close_to_f32_and_int8_merges_on_the_device() {
     let int8_model = export(&run, dir.path(), "int8", "int8", tile, batch, Some(&key));
     let f16_model = export(&run, dir.path(), "f16", "f16", tile, batch, None);
     let size = |p: &Path| std::fs::metadata(p).unwrap().len();
-    let (f32_bytes, int8_bytes, f16_bytes) = (size(&f32_model), size(&int8_model), size(&f16_model));
+    let (f32_bytes, int8_bytes, f16_bytes) =
+        (size(&f32_model), size(&int8_model), size(&f16_model));
     eprintln!("sizes: f32 {f32_bytes}, f16 {f16_bytes}, int8 {int8_bytes} ({:.1} %), int8 base {}, adapter {}", 100.0 * int8_bytes as f64 / f32_bytes as f64, size(&dir.path().join("int8-base.onnx")), size(&dir.path().join("int8.flad")));
-    assert!(int8_bytes as f64 <= 0.30 * f32_bytes as f64, "int8 {int8_bytes} vs f32 {f32_bytes}");
-    assert!(f16_bytes as f64 <= 0.55 * f32_bytes as f64, "f16 {f16_bytes} vs f32 {f32_bytes}");
+    assert!(
+        int8_bytes as f64 <= 0.30 * f32_bytes as f64,
+        "int8 {int8_bytes} vs f32 {f32_bytes}"
+    );
+    assert!(
+        f16_bytes as f64 <= 0.55 * f32_bytes as f64,
+        "f16 {f16_bytes} vs f32 {f32_bytes}"
+    );
 
     // tract and onnxruntime read the quantized weights the same way.
     if let Some(python) = &python {
         let shape = [batch, 2, tile, tile];
         let values = random_input(shape).to_data().try_to_vec::<f32>().unwrap();
         for model in [&int8_model, &f16_model] {
-            let d = max_abs_diff(&tract(&model_args(model, None), values.clone()), &onnxruntime(python, model, &values, shape));
+            let d = max_abs_diff(
+                &tract(&model_args(model, None), values.clone()),
+                &onnxruntime(python, model, &values, shape),
+            );
             eprintln!("{}: max |tract − onnxruntime| {d:.2e}", model.display());
             assert!(d <= 1e-4, "{}: {d}", model.display());
         }
         onnxruntime(python, &dir.path().join("int8-base.onnx"), &values, shape);
     }
 
-    let pairs: Vec<_> = chip_pairs(&shared.join("data/sen1floods11")).unwrap().into_iter().filter(|(chip, ..)| !TRAIN_CHIPS.contains(&chip.as_str())).collect();
+    let pairs: Vec<_> = chip_pairs(&shared.join("data/sen1floods11"))
+        .unwrap()
+        .into_iter()
+        .filter(|(chip, ..)| !TRAIN_CHIPS.contains(&chip.as_str()))
+        .collect();
     let (iou_f32, mask_f32) = score(&model_args(&f32_model, None), &pairs);
     let (iou_int8, mask_int8) = score(&model_args(&int8_model, None), &pairs);
     let (iou_f16, _) = score(&model_args(&f16_model, None), &pairs);
-    let (iou_device, mask_device) = score(&model_args(&dir.path().join("int8-base.onnx"), Some((&dir.path().join("int8.flad"), &key_pub))), &pairs);
-    let (same_int8, same_device) = (agreement(&mask_f32, &mask_int8), agreement(&mask_int8, &mask_device));
-    let (health, tolerance) = health_diff(&dir.path().join("int8-base.onnx"), &dir.path().join("int8.flad"), &key_pub);
-    eprintln!("health check (int8 base): block-mean difference {health:.2e}, tolerance {tolerance:.0e}");
+    let (iou_device, mask_device) = score(
+        &model_args(
+            &dir.path().join("int8-base.onnx"),
+            Some((&dir.path().join("int8.flad"), &key_pub)),
+        ),
+        &pairs,
+    );
+    let (same_int8, same_device) = (
+        agreement(&mask_f32, &mask_int8),
+        agreement(&mask_int8, &mask_device),
+    );
+    let (health, tolerance) = health_diff(
+        &dir.path().join("int8-base.onnx"),
+        &dir.path().join("int8.flad"),
+        &key_pub,
+    );
+    eprintln!(
+        "health check (int8 base): block-mean difference {health:.2e}, tolerance {tolerance:.0e}"
+    );
     eprintln!(
         "pooled water IoU on {} held-out chips: f32 {iou_f32:.4}, int8 {iou_int8:.4}, f16 {iou_f16:.4}, int8 base + adapter {iou_device:.4}; \
          mask agreement int8 vs f32 {:.4} %, device merge vs int8 export {:.4} %",
@@ -244,8 +385,14 @@ fn int8_and_f16_exports_stay_close_to_f32_and_int8_merges_on_the_device() {
         100.0 * same_int8,
         100.0 * same_device
     );
-    assert!(iou_f32 > 0.2, "the model must have learned something ({iou_f32})");
-    assert!((iou_int8 - iou_f32).abs() <= 0.005, "int8 {iou_int8} vs f32 {iou_f32}");
+    assert!(
+        iou_f32 > 0.2,
+        "the model must have learned something ({iou_f32})"
+    );
+    assert!(
+        (iou_int8 - iou_f32).abs() <= 0.005,
+        "int8 {iou_int8} vs f32 {iou_f32}"
+    );
     assert!(same_device >= 0.999, "device merge agrees on {same_device}");
 }
 
@@ -262,7 +409,10 @@ fn bad_adapters_and_damaged_bases_are_refused_with_the_reason() {
     export(&run, d, "b", "none", 32, 2, Some(&key));
     let (base, adapter) = (d.join("a-base.onnx"), d.join("a.flad"));
     let refused = |model: &Path, adapter: &Path, trust: &Path| -> String {
-        let err = model_args(model, Some((adapter, trust))).load_file_and_manifest().err().expect("refused");
+        let err = model_args(model, Some((adapter, trust)))
+            .load_file_and_manifest()
+            .err()
+            .expect("refused");
         format!("{err:#}")
     };
 
@@ -272,32 +422,59 @@ fn bad_adapters_and_damaged_bases_are_refused_with_the_reason() {
     let tampered = d.join("tampered.flad");
     std::fs::write(&tampered, &bytes).unwrap();
     let err = refused(&base, &tampered, &key_pub);
-    assert!(err.contains("tampered.flad") && err.contains("signature does not match"), "{err}");
+    assert!(
+        err.contains("tampered.flad") && err.contains("signature does not match"),
+        "{err}"
+    );
 
     let err = refused(&base, &adapter, &other_pub);
     assert!(err.contains("not a trusted key"), "{err}");
 
     let err = refused(&d.join("b-base.onnx"), &adapter, &key_pub);
-    assert!(err.contains("adapter is for base model") && err.contains("b-base.onnx"), "{err}");
+    assert!(
+        err.contains("adapter is for base model") && err.contains("b-base.onnx"),
+        "{err}"
+    );
 
     // Signed by the trusted key but wrong inside: the merge and the health check catch it.
     let secret = SigningKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
     let keys = TrustedKeys::parse(&std::fs::read_to_string(&key_pub).unwrap()).unwrap();
-    let good = Adapter::verify(&std::fs::read(&adapter).unwrap(), &keys, DEFAULT_MAX_BODY_BYTES).unwrap().into_adapter();
+    let good = Adapter::verify(
+        &std::fs::read(&adapter).unwrap(),
+        &keys,
+        DEFAULT_MAX_BODY_BYTES,
+    )
+    .unwrap()
+    .into_adapter();
     let mut unknown = good.clone();
     unknown.deltas[0].weight = "encoder.blocks.99.attn.to_qkv.weight".into();
     std::fs::write(d.join("unknown.flad"), unknown.encode(&secret).unwrap()).unwrap();
     let err = refused(&base, &d.join("unknown.flad"), &key_pub);
-    assert!(err.contains("blocks.99") && err.contains("does not list as mergeable"), "{err}");
+    assert!(
+        err.contains("blocks.99") && err.contains("does not list as mergeable"),
+        "{err}"
+    );
     unknown.deltas[0].weight = "encoder.blocks.0.attn.to_out.weight".into();
     std::fs::write(d.join("reshaped.flad"), unknown.encode(&secret).unwrap()).unwrap();
     let err = refused(&base, &d.join("reshaped.flad"), &key_pub);
-    assert!(err.contains("as [192, 576]") && err.contains("has [192, 192]"), "{err}");
+    assert!(
+        err.contains("as [192, 576]") && err.contains("has [192, 192]"),
+        "{err}"
+    );
     let mut unhealthy = good;
-    unhealthy.health.as_mut().unwrap().block_means.iter_mut().for_each(|m| *m += 0.5);
+    unhealthy
+        .health
+        .as_mut()
+        .unwrap()
+        .block_means
+        .iter_mut()
+        .for_each(|m| *m += 0.5);
     std::fs::write(d.join("unhealthy.flad"), unhealthy.encode(&secret).unwrap()).unwrap();
     let err = refused(&base, &d.join("unhealthy.flad"), &key_pub);
-    assert!(err.contains("unhealthy.flad") && err.contains("health check failed"), "{err}");
+    assert!(
+        err.contains("unhealthy.flad") && err.contains("health check failed"),
+        "{err}"
+    );
 
     // One bit of a weight: raw_data follows the tensor's name in the protobuf.
     let mut bytes = std::fs::read(&base).unwrap();
@@ -306,7 +483,13 @@ fn bad_adapters_and_damaged_bases_are_refused_with_the_reason() {
     bytes[at] ^= 0x01;
     let damaged = d.join("damaged.onnx");
     std::fs::write(&damaged, &bytes).unwrap();
-    let err = format!("{:#}", model_args(&damaged, None).load_file_and_manifest().err().expect("refused"));
+    let err = format!(
+        "{:#}",
+        model_args(&damaged, None)
+            .load_file_and_manifest()
+            .err()
+            .expect("refused")
+    );
     assert!(err.contains("damaged"), "{err}");
 
     // keygen never overwrites a key by accident.
@@ -315,6 +498,9 @@ fn bad_adapters_and_damaged_bases_are_refused_with_the_reason() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

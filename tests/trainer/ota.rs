@@ -15,7 +15,17 @@ use crate::util::*;
 fn run_export(run: &Path, dir: &Path, stem: &str, key: &Path, version: u64) {
     run_ok(
         floodtrain()
-            .args(["--quiet", "export", "--tile", "64", "--batch", "2", "--adapter-version", &version.to_string(), "--checkpoint"])
+            .args([
+                "--quiet",
+                "export",
+                "--tile",
+                "64",
+                "--batch",
+                "2",
+                "--adapter-version",
+                &version.to_string(),
+                "--checkpoint",
+            ])
             .arg(run)
             .arg("--out")
             .arg(dir.join(format!("{stem}.onnx")))
@@ -71,7 +81,8 @@ fn refused(response: Response) -> String {
 }
 
 #[test]
-fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_maps_like_the_merged_export() {
+fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_maps_like_the_merged_export(
+) {
     let shared = need_shared!();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -86,7 +97,9 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     let store = store_with(d, "device", &d.join("v5-base.onnx"));
     let device = Device::open("drone-1", &store, &trust, 2).unwrap();
     assert_eq!(active(&device), None);
-    let Response::Segmented(before) = device.segment(&scene, &d.join("before.tif")) else { panic!("segment failed") };
+    let Response::Segmented(before) = device.segment(&scene, &d.join("before.tif")) else {
+        panic!("segment failed")
+    };
     assert_eq!(before.adapter, None);
 
     // Half the file, then the device restarts; the offer says where to go on.
@@ -94,11 +107,24 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     let half = send(&device, &adapter, 0, adapter.len() / 2);
     drop(device);
     let device = Device::open("drone-1", &store, &trust, 2).unwrap();
-    assert_eq!(offer(&device, &adapter), Response::Continue { offset: half });
+    assert_eq!(
+        offer(&device, &adapter),
+        Response::Continue { offset: half }
+    );
     let file = Digest::of(&adapter);
-    let err = refused(device.chunk(file, half + 1, &adapter[half as usize + 1..][..10], Digest::of(&adapter[half as usize + 1..][..10])));
+    let err = refused(device.chunk(
+        file,
+        half + 1,
+        &adapter[half as usize + 1..][..10],
+        Digest::of(&adapter[half as usize + 1..][..10]),
+    ));
     assert!(err.contains(&format!("continue at byte {half}")), "{err}");
-    let err = refused(device.chunk(file, half, &adapter[half as usize..][..10], Digest::of(b"other")));
+    let err = refused(device.chunk(
+        file,
+        half,
+        &adapter[half as usize..][..10],
+        Digest::of(b"other"),
+    ));
     assert!(err.contains("checksum"), "{err}");
     assert!(refused(device.commit(file)).contains("have arrived"));
     send(&device, &adapter, half, adapter.len());
@@ -111,8 +137,13 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     });
     assert_eq!(installed, Response::Installed { version: 5 });
     assert_eq!(active(&device), Some(5));
-    let Response::Segmented(in_flight) = in_flight else { panic!("the in-flight job failed") };
-    assert_eq!((in_flight.adapter, in_flight.mask_sha256), (None, before.mask_sha256));
+    let Response::Segmented(in_flight) = in_flight else {
+        panic!("the in-flight job failed")
+    };
+    assert_eq!(
+        (in_flight.adapter, in_flight.mask_sha256),
+        (None, before.mask_sha256)
+    );
 
     // Refused, and nothing changes: a replay, a flipped byte, a truncation, a stranger's key,
     // an absurd size.
@@ -125,7 +156,10 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     send(&device, &flipped, 0, flipped.len());
     assert!(refused(device.commit(Digest::of(&flipped))).contains("signature"));
     let header: [u8; HEADER_LEN] = adapter[..HEADER_LEN].try_into().unwrap();
-    assert!(refused(device.offer(&header, adapter.len() as u64 - 7, Digest::of(b"t"))).contains("truncated"));
+    assert!(
+        refused(device.offer(&header, adapter.len() as u64 - 7, Digest::of(b"t")))
+            .contains("truncated")
+    );
     let mut huge = header;
     huge[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
     assert!(refused(device.offer(&huge, (1u64 << 40) + 88, Digest::of(b"h"))).contains("limit"));
@@ -135,24 +169,39 @@ fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_map
     run_export(&run, &stranger_dir, "v9", &d.join("stranger.key"), 9);
     let strange = std::fs::read(stranger_dir.join("v9.flad")).unwrap();
     assert!(refused(offer(&device, &strange)).contains("does not trust"));
-    let secret = flood_models::sign::SigningKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
-    let mut other_base = flood_models::adapter::Adapter::read_unverified(&adapter, u64::MAX).unwrap();
+    let secret =
+        flood_models::sign::SigningKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let mut other_base =
+        flood_models::adapter::Adapter::read_unverified(&adapter, u64::MAX).unwrap();
     (other_base.base_model, other_base.version) = (Digest::of(b"another base"), 6);
     let other_base = other_base.encode(&secret).unwrap();
-    assert_eq!(offer(&device, &other_base), Response::Continue { offset: 0 });
+    assert_eq!(
+        offer(&device, &other_base),
+        Response::Continue { offset: 0 }
+    );
     send(&device, &other_base, 0, other_base.len());
     assert!(refused(device.commit(Digest::of(&other_base))).contains("adapter is for base model"));
     assert_eq!(active(&device), Some(5));
 
     // The adapted device maps like the merged export, and unlike the base.
-    let Response::Segmented(after) = device.segment(&scene, &d.join("after.tif")) else { panic!("segment failed") };
+    let Response::Segmented(after) = device.segment(&scene, &d.join("after.tif")) else {
+        panic!("segment failed")
+    };
     assert_eq!(after.adapter, Some(5));
     let merged_store = store_with(d, "merged", &d.join("v5.onnx"));
     let merged = Device::open("reference", &merged_store, &trust, 2).unwrap();
-    let Response::Segmented(reference) = merged.segment(&scene, &d.join("reference.tif")) else { panic!("segment failed") };
-    eprintln!("water fraction: base {:.5}, adapted on the device {:.5}, merged export {:.5}", before.water_fraction, after.water_fraction, reference.water_fraction);
+    let Response::Segmented(reference) = merged.segment(&scene, &d.join("reference.tif")) else {
+        panic!("segment failed")
+    };
+    eprintln!(
+        "water fraction: base {:.5}, adapted on the device {:.5}, merged export {:.5}",
+        before.water_fraction, after.water_fraction, reference.water_fraction
+    );
     assert_eq!(after.mask_sha256, reference.mask_sha256);
-    assert_ne!(after.mask_sha256, before.mask_sha256, "the adapter must change the map for this test to mean anything");
+    assert_ne!(
+        after.mask_sha256, before.mask_sha256,
+        "the adapter must change the map for this test to mean anything"
+    );
 
     // A restart comes back on the installed adapter.
     drop(device);
@@ -169,8 +218,11 @@ fn flaky_proxy(target: std::net::SocketAddr, cut_after: usize) -> std::net::Sock
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(mut client) = client else { continue };
-            let Ok(mut server) = TcpStream::connect(target) else { continue };
-            let (mut client_back, mut server_back) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let Ok(mut server) = TcpStream::connect(target) else {
+                continue;
+            };
+            let (mut client_back, mut server_back) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
             std::thread::spawn(move || {
                 let _ = std::io::copy(&mut server_back, &mut client_back);
             });
@@ -198,11 +250,17 @@ fn flaky_proxy(target: std::net::SocketAddr, cut_after: usize) -> std::net::Sock
 }
 
 fn push(addr: &str, adapter: &Path, extra: &[&str]) -> std::process::Output {
-    floodtrain().args(["--quiet", "push", "--retries", "5", "--device", addr]).args(extra).arg(adapter).output().unwrap()
+    floodtrain()
+        .args(["--quiet", "push", "--retries", "5", "--device", addr])
+        .args(extra)
+        .arg(adapter)
+        .output()
+        .unwrap()
 }
 
 #[test]
-fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_server_sheds_bad_peers() {
+fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_server_sheds_bad_peers(
+) {
     use flood_models::protocol::{encode, read_frame, write_frame, Request};
     use floodrt::ota::server::{ServeConfig, Server};
     use std::time::{Duration, Instant};
@@ -217,11 +275,20 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
     run_export(&run, d, "v4", &key, 4);
     let jobs = d.join("jobs");
     std::fs::create_dir_all(&jobs).unwrap();
-    std::fs::copy(shared.join("data/sen1floods11/S1Hand/Bolivia_312675_S1Hand.tif"), jobs.join("scene.tif")).unwrap();
+    std::fs::copy(
+        shared.join("data/sen1floods11/S1Hand/Bolivia_312675_S1Hand.tif"),
+        jobs.join("scene.tif"),
+    )
+    .unwrap();
 
     let store = store_with(d, "device", &d.join("v3-base.onnx"));
     let device = Device::open("drone-2", &store, &d.join("ws.key.pub"), 2).unwrap();
-    let config = ServeConfig { max_connections: 4, idle_timeout: Duration::from_secs(1), frame_timeout: Duration::from_secs(5), jobs_dir: Some(jobs.clone()) };
+    let config = ServeConfig {
+        max_connections: 4,
+        idle_timeout: Duration::from_secs(1),
+        frame_timeout: Duration::from_secs(5),
+        jobs_dir: Some(jobs.clone()),
+    };
     let server = Server::bind("127.0.0.1:0", device, config).unwrap();
     let addr = server.local_addr().unwrap();
     std::thread::spawn(move || server.run());
@@ -229,18 +296,37 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
     // Over a link cut every 10 kB, in 4 KiB chunks.
     let proxy = flaky_proxy(addr, 10_000);
     let start = Instant::now();
-    let out = push(&proxy.to_string(), &d.join("v3.flad"), &["--chunk-kib", "4"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = push(
+        &proxy.to_string(),
+        &d.join("v3.flad"),
+        &["--chunk-kib", "4"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("flaky link: {report} in {:.1} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "flaky link: {report} in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     assert_eq!(report["version"], 3);
     assert!(report["connections"].as_u64().unwrap() > 10, "{report}");
 
     // Directly, the next version: the update time of a tiny adapter.
     let start = Instant::now();
     let out = push(&addr.to_string(), &d.join("v4.flad"), &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    eprintln!("direct: {} in {:.2} s", String::from_utf8_lossy(&out.stdout).trim(), start.elapsed().as_secs_f64());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "direct: {} in {:.2} s",
+        String::from_utf8_lossy(&out.stdout).trim(),
+        start.elapsed().as_secs_f64()
+    );
 
     // A replay is refused for good, not retried.
     let out = push(&addr.to_string(), &d.join("v3.flad"), &[]);
@@ -249,29 +335,63 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
 
     // Jobs run on the device, inside its jobs folder only.
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    write_frame(&mut socket, &Request::Segment { scene: "scene.tif".into(), output: "mask.tif".into() }).unwrap();
+    write_frame(
+        &mut socket,
+        &Request::Segment {
+            scene: "scene.tif".into(),
+            output: "mask.tif".into(),
+        },
+    )
+    .unwrap();
     match read_frame::<Response>(&mut socket).unwrap() {
         Response::Segmented(job) => assert_eq!(job.adapter, Some(4)),
         other => panic!("{other:?}"),
     }
     assert!(jobs.join("mask.tif").is_file());
-    write_frame(&mut socket, &Request::Segment { scene: "../v3-base.onnx".into(), output: "x.tif".into() }).unwrap();
-    assert!(matches!(read_frame::<Response>(&mut socket).unwrap(), Response::Refused { .. }));
+    write_frame(
+        &mut socket,
+        &Request::Segment {
+            scene: "../v3-base.onnx".into(),
+            output: "x.tif".into(),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        read_frame::<Response>(&mut socket).unwrap(),
+        Response::Refused { .. }
+    ));
 
     // Garbage and oversized frames get a refusal and a closed connection; a silent peer is
     // dropped after the idle timeout; the device serves on.
     use std::io::{Read, Write};
-    for garbage in [vec![0xff, 0xff, 0xff, 0xff], { let mut f = encode(&Request::Status).unwrap(); f[4] = 0xee; f }] {
+    for garbage in [vec![0xff, 0xff, 0xff, 0xff], {
+        let mut f = encode(&Request::Status).unwrap();
+        f[4] = 0xee;
+        f
+    }] {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.write_all(&garbage).unwrap();
-        assert!(matches!(read_frame::<Response>(&mut s).unwrap(), Response::Refused { .. }));
-        assert_eq!(s.read(&mut [0u8; 1]).unwrap_or(0), 0, "closed after a bad frame");
+        assert!(matches!(
+            read_frame::<Response>(&mut s).unwrap(),
+            Response::Refused { .. }
+        ));
+        assert_eq!(
+            s.read(&mut [0u8; 1]).unwrap_or(0),
+            0,
+            "closed after a bad frame"
+        );
     }
     let mut silent = std::net::TcpStream::connect(addr).unwrap();
-    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let start = Instant::now();
     assert_eq!(silent.read(&mut [0u8; 1]).unwrap_or(0), 0);
-    assert!(start.elapsed() < Duration::from_secs(5), "idle peer dropped after {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "idle peer dropped after {:?}",
+        start.elapsed()
+    );
     write_frame(&mut socket, &Request::Status).unwrap();
     match read_frame::<Response>(&mut socket) {
         Ok(Response::Status(status)) => assert_eq!(status.active, Some(4)),
@@ -279,7 +399,9 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
         _ => {
             let mut fresh = std::net::TcpStream::connect(addr).unwrap();
             write_frame(&mut fresh, &Request::Status).unwrap();
-            let Response::Status(status) = read_frame::<Response>(&mut fresh).unwrap() else { panic!("no status") };
+            let Response::Status(status) = read_frame::<Response>(&mut fresh).unwrap() else {
+                panic!("no status")
+            };
             assert_eq!(status.active, Some(4));
             assert_eq!(status.last_results.len(), 1);
         }
@@ -294,10 +416,17 @@ const DEVICE_ENV: &str = "FLOOD_TEST_DEVICE_PROCESS";
 #[test]
 fn device_process() {
     use floodrt::ota::server::{ServeConfig, Server};
-    let Ok(spec) = std::env::var(DEVICE_ENV) else { return };
+    let Ok(spec) = std::env::var(DEVICE_ENV) else {
+        return;
+    };
     let parts: Vec<&str> = spec.split('|').collect();
     let device = Device::open("power-cut", Path::new(parts[0]), Path::new(parts[1]), 1).unwrap();
-    let config = ServeConfig { max_connections: 2, idle_timeout: std::time::Duration::from_secs(30), frame_timeout: std::time::Duration::from_secs(30), jobs_dir: None };
+    let config = ServeConfig {
+        max_connections: 2,
+        idle_timeout: std::time::Duration::from_secs(30),
+        frame_timeout: std::time::Duration::from_secs(30),
+        jobs_dir: None,
+    };
     let server = Server::bind("127.0.0.1:0", device, config).unwrap();
     let tmp = format!("{}.tmp", parts[2]);
     std::fs::write(&tmp, server.local_addr().unwrap().to_string()).unwrap();
@@ -315,20 +444,43 @@ impl DeviceProcess {
         let addr_file = store.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "ota::device_process", "--nocapture", "--test-threads", "1"])
-            .env(DEVICE_ENV, format!("{}|{}|{}", store.display(), trust.display(), addr_file.display()))
+            .args([
+                "--exact",
+                "ota::device_process",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(
+                DEVICE_ENV,
+                format!(
+                    "{}|{}|{}",
+                    store.display(),
+                    trust.display(),
+                    addr_file.display()
+                ),
+            )
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let start = std::time::Instant::now();
-        let mut device = DeviceProcess { child, addr: "127.0.0.1:0".parse().unwrap() };
+        let mut device = DeviceProcess {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
         loop {
             if let Ok(text) = std::fs::read_to_string(&addr_file) {
                 device.addr = text.parse().unwrap();
                 return device;
             }
-            assert!(device.child.try_wait().unwrap().is_none(), "the device process died on start");
-            assert!(start.elapsed().as_secs() < 120, "the device process did not start");
+            assert!(
+                device.child.try_wait().unwrap().is_none(),
+                "the device process died on start"
+            );
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "the device process did not start"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
@@ -359,11 +511,26 @@ fn push_over_tcp(addr: std::net::SocketAddr, bytes: &[u8]) -> anyhow::Result<Res
     };
     let file = Digest::of(bytes);
     let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into()?;
-    let Response::Continue { mut offset } = ask(&Request::Offer { header, total_len: bytes.len() as u64, sha256: file })? else { anyhow::bail!("offer refused") };
+    let Response::Continue { mut offset } = ask(&Request::Offer {
+        header,
+        total_len: bytes.len() as u64,
+        sha256: file,
+    })?
+    else {
+        anyhow::bail!("offer refused")
+    };
     while (offset as usize) < bytes.len() {
         let data = bytes[offset as usize..(offset as usize + 4096).min(bytes.len())].to_vec();
         let checksum = Digest::of(&data);
-        let Response::Continue { offset: next } = ask(&Request::Chunk { file, offset, data, checksum })? else { anyhow::bail!("chunk refused") };
+        let Response::Continue { offset: next } = ask(&Request::Chunk {
+            file,
+            offset,
+            data,
+            checksum,
+        })?
+        else {
+            anyhow::bail!("chunk refused")
+        };
         offset = next;
     }
     ask(&Request::Commit { file })
@@ -384,8 +551,21 @@ fn a_device_killed_at_random_points_of_updates_always_restarts_on_the_old_or_the
     // Versions 1, 2, 3…: the same factors re-signed, each newer than the last.
     let secret = SigningKey::from_hex(&std::fs::read_to_string(&key).unwrap()).unwrap();
     let keys = TrustedKeys::parse(&std::fs::read_to_string(&trust).unwrap()).unwrap();
-    let template = Adapter::verify(&std::fs::read(d.join("a.flad")).unwrap(), &keys, DEFAULT_MAX_BODY_BYTES).unwrap().into_adapter();
-    let version_bytes = |v: u64| Adapter { version: v, ..template.clone() }.encode(&secret).unwrap();
+    let template = Adapter::verify(
+        &std::fs::read(d.join("a.flad")).unwrap(),
+        &keys,
+        DEFAULT_MAX_BODY_BYTES,
+    )
+    .unwrap()
+    .into_adapter();
+    let version_bytes = |v: u64| {
+        Adapter {
+            version: v,
+            ..template.clone()
+        }
+        .encode(&secret)
+        .unwrap()
+    };
 
     let store = store_with(d, "device", &d.join("a-base.onnx"));
     let (mut active, mut previous) = (None::<u64>, None::<u64>);
@@ -404,14 +584,25 @@ fn a_device_killed_at_random_points_of_updates_always_restarts_on_the_old_or_the
         let device = DeviceProcess::start(&store, &trust);
         let status = device.status();
         if status.active == Some(next) {
-            assert_eq!(status.previous, active, "cut {i}: the old adapter must be kept as previous");
+            assert_eq!(
+                status.previous, active,
+                "cut {i}: the old adapter must be kept as previous"
+            );
             (previous, active) = (active, Some(next));
             next += 1;
         } else {
-            assert_eq!((status.active, status.previous), (active, previous), "cut {i}: neither old nor new");
+            assert_eq!(
+                (status.active, status.previous),
+                (active, previous),
+                "cut {i}: neither old nor new"
+            );
         }
         device.kill();
     }
     eprintln!("{cuts} power cuts during updates: {} completed before the cut, the rest left the old adapter; every restart passed its health check", next - 1);
-    assert!(next > 3 && next < cuts as u64, "cuts should land both before and after the switch ({} installs)", next - 1);
+    assert!(
+        next > 3 && next < cuts as u64,
+        "cuts should land both before and after the switch ({} installs)",
+        next - 1
+    );
 }

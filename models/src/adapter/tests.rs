@@ -15,7 +15,9 @@ fn adapter() -> Adapter {
         rank: rank as u32,
         alpha: 4.0,
         dtype: Dtype::F32,
-        health: Some(crate::health::Expected::from_output(&[0.5; 64], 1, 1, 8, 1e-3)),
+        health: Some(crate::health::Expected::from_output(
+            &[0.5; 64], 1, 1, 8, 1e-3,
+        )),
         deltas: vec![LoraDelta {
             weight: "blocks.0.qkv".into(),
             d_in: d_in as u32,

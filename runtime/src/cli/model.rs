@@ -180,8 +180,7 @@ pub fn read_adapter(path: &Path, trust: &Path) -> anyhow::Result<Verified> {
 
 impl ModelArgs {
     pub fn load_file_and_manifest(&self) -> anyhow::Result<(ModelFile, Manifest)> {
-        let (mut file, mut manifest) =
-            load_model(self.model.as_deref(), self.manifest.as_deref())?;
+        let (mut file, mut manifest) = load_model(self.model.as_deref(), self.manifest.as_deref())?;
         if let (Some(adapter), Some(trust)) = (&self.adapter, &self.trust) {
             let verified = read_adapter(adapter, trust)?;
             file = file

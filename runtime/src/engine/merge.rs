@@ -17,17 +17,16 @@ const FLOAT16: i32 = 10;
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
     #[error("{model}: {source}")]
-    Adapter {
-        model: String,
-        source: AdapterError,
-    },
+    Adapter { model: String, source: AdapterError },
     #[error(transparent)]
     Model(#[from] EngineError),
     #[error("{model} lists no mergeable weights in its manifest; adapters apply only to a base written by `floodtrain export --base-out`")]
     NotMergeable { model: String },
     #[error("the adapter updates {weight}, which {model} does not list as mergeable; it was trained for a model with other LoRA targets")]
     UnknownTarget { model: String, weight: String },
-    #[error("the adapter gives {weight} as [{d_in}, {d_out}], but {model} has [{base_in}, {base_out}]")]
+    #[error(
+        "the adapter gives {weight} as [{d_in}, {d_out}], but {model} has [{base_in}, {base_out}]"
+    )]
     Shape {
         model: String,
         weight: String,
@@ -36,7 +35,9 @@ pub enum MergeError {
         base_in: u32,
         base_out: u32,
     },
-    #[error("{model}: weight {weight} {why}; re-export the base with `floodtrain export --base-out`")]
+    #[error(
+        "{model}: weight {weight} {why}; re-export the base with `floodtrain export --base-out`"
+    )]
     BadWeight {
         model: String,
         weight: String,
@@ -49,13 +50,14 @@ impl ModelFile {
     /// and may only touch the weights the manifest lists as mergeable, with their shapes.
     pub fn merge_adapter(mut self, adapter: &Verified) -> Result<ModelFile, MergeError> {
         let model = self.source.clone();
-        let verified = adapter
-            .clone()
-            .for_base(self.digest)
-            .map_err(|source| MergeError::Adapter {
-                model: model.clone(),
-                source,
-            })?;
+        let verified =
+            adapter
+                .clone()
+                .for_base(self.digest)
+                .map_err(|source| MergeError::Adapter {
+                    model: model.clone(),
+                    source,
+                })?;
         let adapter = verified.adapter();
         let mut manifest = self
             .embedded_manifest()?
@@ -90,13 +92,12 @@ impl ModelFile {
         let mut updates = Vec::with_capacity(adapter.deltas.len());
         for delta in &adapter.deltas {
             let dims = [delta.d_in as usize, delta.d_out as usize];
-            let stored = Stored::find(graph, &delta.weight, dims).map_err(|why| {
-                MergeError::BadWeight {
+            let stored =
+                Stored::find(graph, &delta.weight, dims).map_err(|why| MergeError::BadWeight {
                     model: model.clone(),
                     weight: delta.weight.clone(),
                     why,
-                }
-            })?;
+                })?;
             let change = adapter
                 .delta_in_out(delta)
                 .map_err(|source| MergeError::Adapter {
@@ -133,7 +134,9 @@ enum Encoding {
     F32,
     F16,
     /// int8 with per-output-channel scales in initializer `scale`.
-    Int8 { scale: usize },
+    Int8 {
+        scale: usize,
+    },
 }
 
 impl Stored {
@@ -158,18 +161,22 @@ impl Stored {
                 let scale = index(&scale).ok_or("has its scale in no initializer")?;
                 let scales = &graph.initializer[scale];
                 if scales.data_type != FLOAT || scales.raw_data.len() != 4 * dims[1] {
-                    return Err(format!("needs {} f32 scales, one per output channel", dims[1]));
+                    return Err(format!(
+                        "needs {} f32 scales, one per output channel",
+                        dims[1]
+                    ));
                 }
                 let q: Vec<i8> = raw.iter().map(|&b| b as i8).collect();
                 let scales = to_f32(&scales.raw_data, Dtype::F32);
-                (quant::dequantize(&q, &scales, &dims, 1), Encoding::Int8 { scale })
+                (
+                    quant::dequantize(&q, &scales, &dims, 1),
+                    Encoding::Int8 { scale },
+                )
             }
-            t => {
-                return Err(format!(
-                    "is stored as ONNX type {t} with {} raw bytes, not as f32, f16 or int8 raw data",
-                    raw.len()
-                ))
-            }
+            t => return Err(format!(
+                "is stored as ONNX type {t} with {} raw bytes, not as f32, f16 or int8 raw data",
+                raw.len()
+            )),
         };
         Ok(Stored {
             initializer,

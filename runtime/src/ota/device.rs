@@ -57,24 +57,36 @@ fn refused(reason: impl std::fmt::Display) -> Response {
 impl Device {
     /// Opens the store and loads the active adapter; one that no longer loads or passes its
     /// health check is rolled back to the previous one, and then to the base alone.
-    pub fn open(id: &str, store_dir: &Path, trust: &Path, threads: usize) -> anyhow::Result<Device> {
+    pub fn open(
+        id: &str,
+        store_dir: &Path,
+        trust: &Path,
+        threads: usize,
+    ) -> anyhow::Result<Device> {
         let store = Store::open(store_dir)?;
-        let text = std::fs::read_to_string(trust)
-            .map_err(|e| anyhow::anyhow!("{}: cannot read the trusted keys: {e}", trust.display()))?;
-        let trusted = TrustedKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", trust.display()))?;
+        let text = std::fs::read_to_string(trust).map_err(|e| {
+            anyhow::anyhow!("{}: cannot read the trusted keys: {e}", trust.display())
+        })?;
+        let trusted =
+            TrustedKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", trust.display()))?;
         let loaded = loop {
             let pointer = store.pointer()?;
             match load(&store, trust, pointer.active.as_deref(), threads) {
                 Ok(loaded) => break loaded,
                 Err(e) if pointer.active.is_some() => {
-                    log::warn!("adapter {:?} does not load ({e:#}); rolling back", pointer.active);
+                    log::warn!(
+                        "adapter {:?} does not load ({e:#}); rolling back",
+                        pointer.active
+                    );
                     store.roll_back()?;
                 }
                 Err(e) => return Err(e),
             }
         };
         let base = store.base_path();
-        let base_sha256 = Digest::of(&std::fs::read(&base).map_err(|e| anyhow::anyhow!("{}: {e}", base.display()))?);
+        let base_sha256 = Digest::of(
+            &std::fs::read(&base).map_err(|e| anyhow::anyhow!("{}: {e}", base.display()))?,
+        );
         Ok(Device {
             id: id.to_string(),
             store,
@@ -91,13 +103,19 @@ impl Device {
 
     /// The model new jobs get.
     pub fn current(&self) -> Arc<Loaded> {
-        self.current.read().map_or_else(|e| e.into_inner().clone(), |c| c.clone())
+        self.current
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |c| c.clone())
     }
 
     pub fn status(&self) -> Response {
         let pointer = self.store.pointer().unwrap_or_default();
         let current = self.current();
-        let results = self.results.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
+        let results = self
+            .results
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
         Response::Status(DeviceStatus {
             device_id: self.id.clone(),
             base_sha256: self.base_sha256,
@@ -116,13 +134,21 @@ impl Device {
     }
 
     /// An adapter is announced: check what its header can tell, then say where to start.
-    pub fn offer(&self, header: &[u8; adapter::HEADER_LEN], total_len: u64, sha256: Digest) -> Response {
+    pub fn offer(
+        &self,
+        header: &[u8; adapter::HEADER_LEN],
+        total_len: u64,
+        sha256: Digest,
+    ) -> Response {
         let header = match Header::check(header, total_len, adapter::DEFAULT_MAX_BODY_BYTES) {
             Ok(h) => h,
             Err(e) => return refused(e),
         };
         if self.trusted.get(header.key_id).is_none() {
-            return refused(format!("signed by key {}, which this device does not trust", header.key_id));
+            return refused(format!(
+                "signed by key {}, which this device does not trust",
+                header.key_id
+            ));
         }
         let held = self.store.staged_len(&sha256);
         let offset = if held > total_len {
@@ -139,14 +165,27 @@ impl Device {
 
     /// Bytes of an offered file.
     pub fn chunk(&self, file: Digest, offset: u64, data: &[u8], checksum: Digest) -> Response {
-        let Some(total_len) = self.offers.lock().ok().and_then(|o| o.get(&file).map(|o| o.total_len)) else {
+        let Some(total_len) = self
+            .offers
+            .lock()
+            .ok()
+            .and_then(|o| o.get(&file).map(|o| o.total_len))
+        else {
             return refused(format!("no offer for {file}; send the offer first"));
         };
         if Digest::of(data) != checksum {
-            return refused(format!("chunk at byte {offset} does not match its checksum; send it again"));
+            return refused(format!(
+                "chunk at byte {offset} does not match its checksum; send it again"
+            ));
         }
-        if offset.checked_add(data.len() as u64).is_none_or(|end| end > total_len) {
-            return refused(format!("chunk at byte {offset} of {} bytes runs past the offered {total_len}", data.len()));
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > total_len)
+        {
+            return refused(format!(
+                "chunk at byte {offset} of {} bytes runs past the offered {total_len}",
+                data.len()
+            ));
         }
         match self.store.append_staged(&file, offset, data) {
             Ok(offset) => Response::Continue { offset },
@@ -164,7 +203,11 @@ impl Device {
     }
 
     fn install(&self, file: Digest) -> Result<u64, String> {
-        let total_len = self.offers.lock().ok().and_then(|o| o.get(&file).map(|o| o.total_len));
+        let total_len = self
+            .offers
+            .lock()
+            .ok()
+            .and_then(|o| o.get(&file).map(|o| o.total_len));
         let total_len = total_len.ok_or_else(|| format!("no offer for {file}"))?;
         let held = self.store.staged_len(&file);
         if held != total_len {
@@ -176,7 +219,9 @@ impl Device {
         };
         let bytes = self.store.read_staged(&file).map_err(|e| e.to_string())?;
         if Digest::of(&bytes) != file {
-            return Err(discard(format!("the received bytes do not have the offered SHA-256 {file}; send the file again")));
+            return Err(discard(format!(
+                "the received bytes do not have the offered SHA-256 {file}; send the file again"
+            )));
         }
         let verified = Adapter::verify(&bytes, &self.trusted, adapter::DEFAULT_MAX_BODY_BYTES)
             .map_err(|e| discard(format!("refused: {e}")))?;
@@ -189,13 +234,18 @@ impl Device {
             )));
         }
         if verified.adapter().health.is_none() {
-            return Err(discard("the adapter carries no health-check values; export it with a current floodtrain".into()));
+            return Err(discard(
+                "the adapter carries no health-check values; export it with a current floodtrain"
+                    .into(),
+            ));
         }
         // Merge and health-check from the staged file before anything is stored.
         let staged = self.store.staging_path(&file);
         let model = prepare(&self.store, &self.trust_path, Some(&staged), self.threads)
             .map_err(|e| discard(format!("{e:#}")))?;
-        self.store.install(&bytes, version).map_err(|e| e.to_string())?;
+        self.store
+            .install(&bytes, version)
+            .map_err(|e| e.to_string())?;
         if let Ok(mut current) = self.current.write() {
             *current = Arc::new(Loaded {
                 adapter: Some(version),
@@ -232,7 +282,12 @@ impl Device {
 }
 
 /// The base, with adapter file `adapter` merged and health-checked when given.
-fn prepare(store: &Store, trust: &Path, adapter: Option<&Path>, threads: usize) -> anyhow::Result<PreparedModel> {
+fn prepare(
+    store: &Store,
+    trust: &Path,
+    adapter: Option<&Path>,
+    threads: usize,
+) -> anyhow::Result<PreparedModel> {
     ModelArgs {
         model: Some(store.base_path()),
         adapter: adapter.map(Path::to_path_buf),
@@ -243,7 +298,12 @@ fn prepare(store: &Store, trust: &Path, adapter: Option<&Path>, threads: usize) 
     .prepare()
 }
 
-fn load(store: &Store, trust: &Path, active: Option<&str>, threads: usize) -> anyhow::Result<Loaded> {
+fn load(
+    store: &Store,
+    trust: &Path,
+    active: Option<&str>,
+    threads: usize,
+) -> anyhow::Result<Loaded> {
     let path = active.map(|name| store.adapter_path(name));
     Ok(Loaded {
         adapter: active.and_then(slot_version),
@@ -283,7 +343,14 @@ fn run_job(loaded: &Loaded, scene_path: &Path, output: &Path) -> anyhow::Result<
             Box::new(GeoTiffSink::create(output, &scene, Layer::Mask, false)?),
             Box::new(MaskDigest(&mut hasher)),
         ];
-        let stats = segment(&scene, &model.engine, &model.manifest, &cfg, &mut sinks, &indicatif::ProgressBar::hidden())?;
+        let stats = segment(
+            &scene,
+            &model.engine,
+            &model.manifest,
+            &cfg,
+            &mut sinks,
+            &indicatif::ProgressBar::hidden(),
+        )?;
         for sink in sinks {
             sink.finish()?;
         }

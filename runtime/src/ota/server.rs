@@ -72,7 +72,11 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, device: Arc<Device>, config: Arc<ServeConfig>) -> anyhow::Result<()> {
+async fn accept_loop(
+    listener: TcpListener,
+    device: Arc<Device>,
+    config: Arc<ServeConfig>,
+) -> anyhow::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     loop {
         let (socket, peer) = match listener.accept().await {
@@ -84,7 +88,10 @@ async fn accept_loop(listener: TcpListener, device: Arc<Device>, config: Arc<Ser
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::warn!("{peer}: refused, {} connections already", config.max_connections);
+            log::warn!(
+                "{peer}: refused, {} connections already",
+                config.max_connections
+            );
             continue;
         };
         let (device, config) = (device.clone(), config.clone());
@@ -97,7 +104,11 @@ async fn accept_loop(listener: TcpListener, device: Arc<Device>, config: Arc<Ser
     }
 }
 
-async fn connection(mut socket: TcpStream, device: &Arc<Device>, config: &ServeConfig) -> anyhow::Result<()> {
+async fn connection(
+    mut socket: TcpStream,
+    device: &Arc<Device>,
+    config: &ServeConfig,
+) -> anyhow::Result<()> {
     loop {
         let mut header = [0u8; 4];
         match timeout(config.idle_timeout, socket.read_exact(&mut header)).await {
@@ -110,7 +121,12 @@ async fn connection(mut socket: TcpStream, device: &Arc<Device>, config: &ServeC
                 let mut body = vec![0u8; len];
                 timeout(config.frame_timeout, socket.read_exact(&mut body))
                     .await
-                    .map_err(|_| anyhow::anyhow!("a {len}-byte frame took over {:?}, closed", config.frame_timeout))??;
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "a {len}-byte frame took over {:?}, closed",
+                            config.frame_timeout
+                        )
+                    })??;
                 protocol::decode::<Request>(&body)
             }
             Err(e) => Err(e),
@@ -154,10 +170,15 @@ fn handle(device: &Device, request: Request, jobs_dir: Option<&Path>) -> Respons
             checksum,
         } => device.chunk(file, offset, &data, checksum),
         Request::Commit { file } => device.commit(file),
-        Request::Segment { scene, output } => match (jobs_dir, job_path(&scene), job_path(&output)) {
-            (Some(dir), Some(scene), Some(output)) => device.segment(&dir.join(scene), &dir.join(output)),
+        Request::Segment { scene, output } => match (jobs_dir, job_path(&scene), job_path(&output))
+        {
+            (Some(dir), Some(scene), Some(output)) => {
+                device.segment(&dir.join(scene), &dir.join(output))
+            }
             (None, ..) => Response::Refused {
-                reason: "this device takes no segmentation jobs (start floodrt serve with --jobs DIR)".into(),
+                reason:
+                    "this device takes no segmentation jobs (start floodrt serve with --jobs DIR)"
+                        .into(),
             },
             _ => Response::Refused {
                 reason: "job paths must be plain names inside the device's jobs folder".into(),

@@ -37,7 +37,11 @@ pub enum StoreError {
     #[error("{path}: the pointer names {name}, which is not in the store")]
     Missing { path: String, name: String },
     #[error("a transfer of {file} must continue at byte {held}, not {offset}")]
-    WrongOffset { file: Digest, held: u64, offset: u64 },
+    WrongOffset {
+        file: Digest,
+        held: u64,
+        offset: u64,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -106,7 +110,9 @@ fn is_slot_name(name: &str) -> bool {
 
 /// The version a slot name carries.
 pub fn slot_version(name: &str) -> Option<u64> {
-    is_slot_name(name).then(|| name[1..21].parse().ok()).flatten()
+    is_slot_name(name)
+        .then(|| name[1..21].parse().ok())
+        .flatten()
 }
 
 /// An adapter store on disk.
@@ -156,7 +162,9 @@ impl Store {
 
     /// Where transfer `file` is staged.
     pub fn staging_path(&self, file: &Digest) -> PathBuf {
-        self.dir.join(STAGING_DIR).join(format!("{}.part", file.to_hex()))
+        self.dir
+            .join(STAGING_DIR)
+            .join(format!("{}.part", file.to_hex()))
     }
 
     /// The pointer; no file means no adapter installed yet.
@@ -209,7 +217,8 @@ impl Store {
             for entry in entries.flatten() {
                 let path = entry.path();
                 let tmp = path.extension().is_some_and(|e| e == "tmp");
-                let stale = path.parent() == Some(&self.dir.join(ADAPTERS_DIR)) && !keep.contains(&path);
+                let stale =
+                    path.parent() == Some(&self.dir.join(ADAPTERS_DIR)) && !keep.contains(&path);
                 if tmp || stale {
                     if let Err(e) = fs::remove_file(&path) {
                         log::warn!("{}: cannot remove: {e}", path.display());
@@ -227,7 +236,12 @@ impl Store {
 
     /// Appends `data` at `offset`, which must be where the staged bytes end; returns the new
     /// length. The data is on disk when this returns.
-    pub fn append_staged(&self, file: &Digest, offset: u64, data: &[u8]) -> Result<u64, StoreError> {
+    pub fn append_staged(
+        &self,
+        file: &Digest,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u64, StoreError> {
         let held = self.staged_len(file);
         if offset != held {
             return Err(StoreError::WrongOffset {
@@ -303,12 +317,18 @@ mod tests {
         let three = store.install(b"adapter three", 3).unwrap();
         assert_eq!(three.previous, two.active);
         assert_eq!(store.pointer().unwrap(), three);
-        let names: Vec<String> = [&three.active, &three.previous].iter().map(|n| format!("{}.flad", n.as_ref().unwrap())).collect();
+        let names: Vec<String> = [&three.active, &three.previous]
+            .iter()
+            .map(|n| format!("{}.flad", n.as_ref().unwrap()))
+            .collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(installed(&store), sorted);
         assert_eq!(slot_version(three.active.as_deref().unwrap()), Some(3));
-        assert_eq!(fs::read(store.adapter_path(three.active.as_deref().unwrap())).unwrap(), b"adapter three");
+        assert_eq!(
+            fs::read(store.adapter_path(three.active.as_deref().unwrap())).unwrap(),
+            b"adapter three"
+        );
     }
 
     #[test]
@@ -328,7 +348,11 @@ mod tests {
         let one = store.install(b"one", 1).unwrap();
         // A cut after the new slot was renamed in but before the pointer switched, and one
         // in the middle of writing the pointer.
-        fs::write(store.adapter_path(&slot_name(2, &Digest::of(b"two"))), b"two").unwrap();
+        fs::write(
+            store.adapter_path(&slot_name(2, &Digest::of(b"two"))),
+            b"two",
+        )
+        .unwrap();
         fs::write(dir.path().join("ACTIVE.tmp"), b"active v").unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.pointer().unwrap(), one);
@@ -344,7 +368,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.staged_len(&file), 9);
         let err = store.append_staged(&file, 4, b"x").unwrap_err();
-        assert!(err.to_string().contains("continue at byte 9, not 4"), "{err}");
+        assert!(
+            err.to_string().contains("continue at byte 9, not 4"),
+            "{err}"
+        );
         store.append_staged(&file, 9, b" adapter").unwrap();
         assert_eq!(store.read_staged(&file).unwrap(), b"the whole adapter");
         store.discard_staged(&file);
@@ -355,12 +382,19 @@ mod tests {
     fn a_missing_base_or_a_hand_edited_pointer_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let err = Store::open(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("base.onnx") && err.contains("--base-out"), "{err}");
+        assert!(
+            err.contains("base.onnx") && err.contains("--base-out"),
+            "{err}"
+        );
         fs::write(dir.path().join(BASE_FILE), b"base").unwrap();
         fs::write(dir.path().join(POINTER_FILE), "active ../../etc/passwd\n").unwrap();
         let err = Store::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("edited by hand"), "{err}");
-        fs::write(dir.path().join(POINTER_FILE), format!("active {}\n", slot_name(4, &Digest::of(b"x")))).unwrap();
+        fs::write(
+            dir.path().join(POINTER_FILE),
+            format!("active {}\n", slot_name(4, &Digest::of(b"x"))),
+        )
+        .unwrap();
         let err = Store::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not in the store"), "{err}");
     }

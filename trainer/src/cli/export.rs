@@ -7,7 +7,9 @@ use flood_models::sign::SigningKey;
 use flood_models::Digest;
 
 use super::device::DeviceArg;
-use crate::export::{adapter, health, onnx_bytes, write_atomically, ExportOptions, Quantize, Weights};
+use crate::export::{
+    adapter, health, onnx_bytes, write_atomically, ExportOptions, Quantize, Weights,
+};
 use crate::model::Arm;
 use crate::train::fit::load_run;
 
@@ -75,23 +77,52 @@ enum AdapterDtype {
 pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let device = args.device.device()?;
     let (config, model) = load_run(&args.checkpoint, &device)?;
-    let expected: Vec<String> = config.sensor.band_names().iter().map(|b| b.to_lowercase()).collect();
+    let expected: Vec<String> = config
+        .sensor
+        .band_names()
+        .iter()
+        .map(|b| b.to_lowercase())
+        .collect();
     if let Some(bands) = &args.bands {
         let given: Vec<String> = bands.iter().map(|b| b.trim().to_lowercase()).collect();
         if given != expected {
-            anyhow::bail!("--bands {} does not match the model's bands {} (trained on {:?})", given.join(","), expected.join(","), config.sensor);
+            anyhow::bail!(
+                "--bands {} does not match the model's bands {} (trained on {:?})",
+                given.join(","),
+                expected.join(","),
+                config.sensor
+            );
         }
     }
     if args.base_out.is_some() && config.arm != Arm::Lora {
         anyhow::bail!("--base-out: {} was trained with --mode {:?}, so it has no adapter to leave out; export it without --base-out", args.checkpoint.display(), config.arm);
     }
     // Read the key before the long work, so a wrong path fails at once.
-    let key = args.signing_key.as_deref().map(read_signing_key).transpose()?;
-    let name = args.checkpoint.file_name().and_then(|n| n.to_str()).unwrap_or("flood-model").to_string();
-    let options = ExportOptions { name, batch: args.batch, tile_px: args.tile, quantize: args.quantize };
+    let key = args
+        .signing_key
+        .as_deref()
+        .map(read_signing_key)
+        .transpose()?;
+    let name = args
+        .checkpoint
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("flood-model")
+        .to_string();
+    let options = ExportOptions {
+        name,
+        batch: args.batch,
+        tile_px: args.tile,
+        quantize: args.quantize,
+    };
     let report = |path: &Path, bytes: &[u8]| {
         if !quiet {
-            eprintln!("wrote {} ({} bytes, sha256 {})", path.display(), bytes.len(), Digest::of(bytes));
+            eprintln!(
+                "wrote {} ({} bytes, sha256 {})",
+                path.display(),
+                bytes.len(),
+                Digest::of(bytes)
+            );
         }
     };
 
@@ -109,7 +140,8 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             };
             let version = args.adapter_version.unwrap_or_else(unix_time);
             let health = health(&config, &model, &options, &device);
-            let bytes = adapter(&model, Digest::of(&base), version, dtype, Some(health))?.encode(key)?;
+            let bytes =
+                adapter(&model, Digest::of(&base), version, dtype, Some(health))?.encode(key)?;
             write_atomically(adapter_out, &bytes)?;
             report(adapter_out, &bytes);
         }
@@ -118,10 +150,18 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn read_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the signing key; make one with `floodtrain keygen --out {}`", path.display(), path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "{}: cannot read the signing key; make one with `floodtrain keygen --out {}`",
+            path.display(),
+            path.display()
+        )
+    })?;
     SigningKey::from_hex(&text).with_context(|| format!("{}: not a signing key", path.display()))
 }
 
 fn unix_time() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs())
 }

@@ -31,13 +31,26 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut secret = [0u8; 32];
-    rand::rngs::OsRng.try_fill_bytes(&mut secret).context("the operating system gave no randomness")?;
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut secret)
+        .context("the operating system gave no randomness")?;
     let key = SigningKey::from_bytes(&secret);
-    write_private(&args.out, &format!("{}\n", key.to_hex())).with_context(|| format!("{}: cannot write", args.out.display()))?;
+    write_private(&args.out, &format!("{}\n", key.to_hex()))
+        .with_context(|| format!("{}: cannot write", args.out.display()))?;
     let public = key.public();
-    let text = format!("# flood adapter signing key {}\n{}\n", public.key_id(), public.to_hex());
-    std::fs::write(&public_path, text).with_context(|| format!("{}: cannot write", public_path.display()))?;
-    eprintln!("wrote {} (secret) and {} (public, key id {})", args.out.display(), public_path.display(), public.key_id());
+    let text = format!(
+        "# flood adapter signing key {}\n{}\n",
+        public.key_id(),
+        public.to_hex()
+    );
+    std::fs::write(&public_path, text)
+        .with_context(|| format!("{}: cannot write", public_path.display()))?;
+    eprintln!(
+        "wrote {} (secret) and {} (public, key id {})",
+        args.out.display(),
+        public_path.display(),
+        public.key_id()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

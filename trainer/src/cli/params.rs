@@ -62,10 +62,20 @@ struct ExportSizes {
     adapter_f16: Option<usize>,
 }
 
-fn export_sizes(config: &FloodModelConfig, tile_px: usize, batch: usize, device: &Device) -> anyhow::Result<ExportSizes> {
+fn export_sizes(
+    config: &FloodModelConfig,
+    tile_px: usize,
+    batch: usize,
+    device: &Device,
+) -> anyhow::Result<ExportSizes> {
     let model = config.init(device);
     let size = |weights, quantize| {
-        let options = ExportOptions { name: "size-report".into(), batch, tile_px, quantize };
+        let options = ExportOptions {
+            name: "size-report".into(),
+            batch,
+            tile_px,
+            quantize,
+        };
         onnx_bytes(config, &model, weights, &options, device).map(|b| b.len())
     };
     // Any key: a signature has the same size whoever signs.
@@ -77,7 +87,11 @@ fn export_sizes(config: &FloodModelConfig, tile_px: usize, batch: usize, device:
         // The health values' count, not their values, sets the size: skip the forward pass.
         let zeros = vec![0.0; batch * config.classes * tile_px * tile_px];
         let health = Expected::from_output(&zeros, batch, config.classes, tile_px, 1e-3);
-        Ok(Some(adapter(&model, Digest::of(b"base"), 1, dtype, Some(health))?.encode(&key)?.len()))
+        Ok(Some(
+            adapter(&model, Digest::of(b"base"), 1, dtype, Some(health))?
+                .encode(&key)?
+                .len(),
+        ))
     };
     Ok(ExportSizes {
         merged_f32: size(Weights::Merged, Quantize::None)?,
@@ -107,7 +121,10 @@ pub fn run(args: ParamsArgs) -> anyhow::Result<ExitCode> {
     };
     let device = Device::flex();
     let counts = crate::model::flood::count_params(&config, &device);
-    let sizes = args.export_sizes.then(|| export_sizes(&config, args.tile, args.batch, &device)).transpose()?;
+    let sizes = args
+        .export_sizes
+        .then(|| export_sizes(&config, args.tile, args.batch, &device))
+        .transpose()?;
     if args.json {
         let mut json = serde_json::to_value(&counts)?;
         if let (Some(sizes), Some(map)) = (&sizes, json.as_object_mut()) {
@@ -121,11 +138,16 @@ pub fn run(args: ParamsArgs) -> anyhow::Result<ExitCode> {
         println!("trainable  {:>13}", group(counts.trainable));
         println!("total      {:>13}", group(counts.total));
         if let Some(s) = &sizes {
-            let mib = |b: usize| format!("{:>13} bytes {:>9.2} MiB", group(b), b as f64 / 1048576.0);
+            let mib =
+                |b: usize| format!("{:>13} bytes {:>9.2} MiB", group(b), b as f64 / 1048576.0);
             println!("\nexport (tile {}, batch {}):", args.tile, args.batch);
             println!("merged f32   {}", mib(s.merged_f32));
             println!("merged f16   {}", mib(s.merged_f16));
-            println!("merged int8  {}  ({:.1} % of f32)", mib(s.merged_int8), 100.0 * s.merged_int8 as f64 / s.merged_f32 as f64);
+            println!(
+                "merged int8  {}  ({:.1} % of f32)",
+                mib(s.merged_int8),
+                100.0 * s.merged_int8 as f64 / s.merged_f32 as f64
+            );
             println!("base f32     {}", mib(s.base_f32));
             println!("base int8    {}", mib(s.base_int8));
             if let (Some(f32_), Some(f16_)) = (s.adapter_f32, s.adapter_f16) {

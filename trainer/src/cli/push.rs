@@ -57,16 +57,29 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(&args.adapter).with_context(|| format!("{}: cannot read", args.adapter.display()))?;
+    let bytes = std::fs::read(&args.adapter)
+        .with_context(|| format!("{}: cannot read", args.adapter.display()))?;
     // The version, for the final check; the device does the verifying.
-    let version = Adapter::read_unverified(&bytes, DEFAULT_MAX_BODY_BYTES).with_context(|| format!("{}: not an adapter", args.adapter.display()))?.version;
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(bytes.len() as u64) };
+    let version = Adapter::read_unverified(&bytes, DEFAULT_MAX_BODY_BYTES)
+        .with_context(|| format!("{}: not an adapter", args.adapter.display()))?
+        .version;
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(bytes.len() as u64)
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("pushing [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "pushing [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
-    let mut report = Report { version, file_bytes: bytes.len() as u64, ..Report::default() };
+    let mut report = Report {
+        version,
+        file_bytes: bytes.len() as u64,
+        ..Report::default()
+    };
     const FIRST_DELAY: Duration = Duration::from_millis(200);
     let mut delay = FIRST_DELAY;
     let mut failures = 0;
@@ -91,7 +104,11 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }
             Err(Failure::Refused(reason)) => {
                 bar.abandon();
-                anyhow::bail!("device {} refused {}: {reason}", args.device, args.adapter.display());
+                anyhow::bail!(
+                    "device {} refused {}: {reason}",
+                    args.device,
+                    args.adapter.display()
+                );
             }
             Err(Failure::Link(e)) => {
                 // A connection that moved the transfer on resets the back-off: the link works,
@@ -105,19 +122,37 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 }
                 bar.set_message(format!("link lost, retry in {delay:?}"));
                 if !quiet {
-                    bar.suspend(|| eprintln!("connection {}: {e:#}; retrying in {delay:?}", report.connections));
+                    bar.suspend(|| {
+                        eprintln!(
+                            "connection {}: {e:#}; retrying in {delay:?}",
+                            report.connections
+                        )
+                    });
                 }
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
-    anyhow::bail!("device {} unreachable after {} attempts in a row; run the same command again to resume", args.device, args.retries)
+    anyhow::bail!(
+        "device {} unreachable after {} attempts in a row; run the same command again to resume",
+        args.device,
+        args.retries
+    )
 }
 
 /// One connection: offer, chunks from the device's offset, commit, status.
-fn push_once(args: &PushArgs, bytes: &[u8], report: &mut Report, bar: &indicatif::ProgressBar) -> Result<(), Failure> {
-    let addr = args.device.to_socket_addrs()?.next().ok_or_else(|| anyhow::anyhow!("{}: no address", args.device))?;
+fn push_once(
+    args: &PushArgs,
+    bytes: &[u8],
+    report: &mut Report,
+    bar: &indicatif::ProgressBar,
+) -> Result<(), Failure> {
+    let addr = args
+        .device
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: no address", args.device))?;
     let timeout = Duration::from_secs(args.timeout.max(1));
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
@@ -130,8 +165,14 @@ fn push_once(args: &PushArgs, bytes: &[u8], report: &mut Report, bar: &indicatif
         }
     };
     let file = Digest::of(bytes);
-    let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().map_err(anyhow::Error::from)?;
-    let mut offset = match ask(&Request::Offer { header, total_len: bytes.len() as u64, sha256: file })? {
+    let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN]
+        .try_into()
+        .map_err(anyhow::Error::from)?;
+    let mut offset = match ask(&Request::Offer {
+        header,
+        total_len: bytes.len() as u64,
+        sha256: file,
+    })? {
         Response::Continue { offset } => offset,
         other => return Err(unexpected(other)),
     };
@@ -141,7 +182,12 @@ fn push_once(args: &PushArgs, bytes: &[u8], report: &mut Report, bar: &indicatif
         let data = bytes[start..(start + args.chunk_kib as usize * 1024).min(bytes.len())].to_vec();
         let sent = data.len() as u64;
         let checksum = Digest::of(&data);
-        let request = Request::Chunk { file, offset, data, checksum };
+        let request = Request::Chunk {
+            file,
+            offset,
+            data,
+            checksum,
+        };
         report.bytes_sent += sent;
         offset = match ask(&request)? {
             Response::Continue { offset } => offset,
@@ -156,7 +202,9 @@ fn push_once(args: &PushArgs, bytes: &[u8], report: &mut Report, bar: &indicatif
     }
     match ask(&Request::Status)? {
         Response::Status(status) if status.active == Some(report.version) => Ok(()),
-        other => Err(Failure::Refused(format!("installed, but the device reports {other:?}"))),
+        other => Err(Failure::Refused(format!(
+            "installed, but the device reports {other:?}"
+        ))),
     }
 }
 

@@ -43,7 +43,10 @@ impl OnnxModel {
 
     /// The file's bytes with `metadata` as `metadata_props`.
     pub fn into_bytes(mut self, metadata: Vec<(String, String)>) -> Vec<u8> {
-        self.0.metadata_props = metadata.into_iter().map(|(key, value)| pb::StringStringEntryProto { key, value }).collect();
+        self.0.metadata_props = metadata
+            .into_iter()
+            .map(|(key, value)| pb::StringStringEntryProto { key, value })
+            .collect();
         self.0.encode_to_vec()
     }
 }
@@ -58,7 +61,10 @@ pub enum Attr {
 
 impl GraphBuilder {
     pub fn new(quantize: Quantize) -> Self {
-        GraphBuilder { quantize, ..Default::default() }
+        GraphBuilder {
+            quantize,
+            ..Default::default()
+        }
     }
 
     fn fresh(&mut self, hint: &str) -> String {
@@ -75,7 +81,13 @@ impl GraphBuilder {
     /// A large weight (matrix or kernel) stored as `--quantize` asks; returns the name of its
     /// f32 value. The initializer keeps `name`, so a device can find it to merge an adapter;
     /// `channel_axis` is its output-channel axis (int8 scales are per output channel).
-    pub fn matrix(&mut self, name: &str, dims: &[usize], data: Vec<f32>, channel_axis: usize) -> String {
+    pub fn matrix(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        data: Vec<f32>,
+        channel_axis: usize,
+    ) -> String {
         match self.quantize {
             Quantize::None => self.weight(name, dims, data),
             Quantize::F16 => {
@@ -86,7 +98,11 @@ impl GraphBuilder {
                 let (q, scales) = quant::quantize(&data, dims, channel_axis);
                 self.raw(name, dims, INT8, q.iter().map(|&v| v as u8).collect());
                 let scale = self.weight(&format!("{name}.scale"), &[scales.len()], scales);
-                self.op("DequantizeLinear", &[name, &scale], vec![Attr::Int("axis", channel_axis as i64)])
+                self.op(
+                    "DequantizeLinear",
+                    &[name, &scale],
+                    vec![Attr::Int("axis", channel_axis as i64)],
+                )
             }
         }
     }
@@ -123,8 +139,16 @@ impl GraphBuilder {
     }
 
     /// Adds a node with `outputs` results and returns their names.
-    pub fn op_n(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>, outputs: usize) -> Vec<String> {
-        let out: Vec<String> = (0..outputs).map(|_| self.fresh(&op.to_lowercase())).collect();
+    pub fn op_n(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<Attr>,
+        outputs: usize,
+    ) -> Vec<String> {
+        let out: Vec<String> = (0..outputs)
+            .map(|_| self.fresh(&op.to_lowercase()))
+            .collect();
         self.nodes.push(pb::NodeProto {
             op_type: op.into(),
             name: out[0].clone(),
@@ -141,7 +165,12 @@ impl GraphBuilder {
     }
 
     /// The model: one float input and one float output of fixed shapes.
-    pub fn finish(mut self, input: (&str, &[usize]), output: (&str, &str, &[usize]), doc: &str) -> OnnxModel {
+    pub fn finish(
+        mut self,
+        input: (&str, &[usize]),
+        output: (&str, &str, &[usize]),
+        doc: &str,
+    ) -> OnnxModel {
         let (from, to, out_dims) = output;
         self.nodes.push(pb::NodeProto {
             op_type: "Identity".into(),
@@ -163,7 +192,10 @@ impl GraphBuilder {
             producer_name: "floodtrain".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: doc.into(),
-            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
             graph: Some(graph),
             ..Default::default()
         })
@@ -174,10 +206,22 @@ fn attribute(attr: Attr) -> pb::AttributeProto {
     use pb::attribute_proto::AttributeType;
     let mut a = pb::AttributeProto::default();
     let (name, kind) = match attr {
-        Attr::Int(name, v) => (name, { a.i = v; AttributeType::Int }),
-        Attr::Ints(name, v) => (name, { a.ints = v; AttributeType::Ints }),
-        Attr::Float(name, v) => (name, { a.f = v; AttributeType::Float }),
-        Attr::Str(name, v) => (name, { a.s = v.as_bytes().to_vec(); AttributeType::String }),
+        Attr::Int(name, v) => (name, {
+            a.i = v;
+            AttributeType::Int
+        }),
+        Attr::Ints(name, v) => (name, {
+            a.ints = v;
+            AttributeType::Ints
+        }),
+        Attr::Float(name, v) => (name, {
+            a.f = v;
+            AttributeType::Float
+        }),
+        Attr::Str(name, v) => (name, {
+            a.s = v.as_bytes().to_vec();
+            AttributeType::String
+        }),
     };
     a.name = name.into();
     a.r#type = kind as i32;
@@ -188,7 +232,10 @@ fn value(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     let dim = dims
         .iter()
-        .map(|&d| Dimension { value: Some(Value::DimValue(d as i64)), ..Default::default() })
+        .map(|&d| Dimension {
+            value: Some(Value::DimValue(d as i64)),
+            ..Default::default()
+        })
         .collect();
     pb::ValueInfoProto {
         name: name.into(),
