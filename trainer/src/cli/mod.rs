@@ -20,6 +20,10 @@ use clap::{Parser, Subcommand};
 /// segmentation head on it and trains one of the paper's three arms (frozen encoder, LoRA, full
 /// fine-tuning) on Sen1Floods11-style chips, on the CPU by default.
 ///
+/// A trained run becomes what the devices run with `export` (merged ONNX, f32/f16/int8, and for
+/// over-the-air updates the base plus a signed adapter; keys from `keygen`), and reaches a device
+/// running `floodrt serve` with `push`.
+///
 /// Start with `floodtrain params --preset large --mode lora --lora-rank 256` to size a run, or
 /// `floodtrain parity DIR` to check the encoder against PyTorch outputs.
 #[derive(Parser, Debug)]
