@@ -310,14 +310,14 @@ impl Adapter {
 
 impl Verified {
     /// Refuses an adapter made for another base model.
-    pub fn for_base(self, expected: Digest) -> Result<Verified, AdapterError> {
+    pub fn check_base(&self, expected: Digest) -> Result<(), AdapterError> {
         if self.adapter.base_model != expected {
             return Err(AdapterError::WrongBase {
                 expected,
                 got: self.adapter.base_model,
             });
         }
-        Ok(self)
+        Ok(())
     }
 }
 

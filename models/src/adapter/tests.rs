@@ -39,8 +39,8 @@ fn a_signed_adapter_round_trips() {
     let verified = Adapter::verify(&bytes, &trusted(&[&k]), DEFAULT_MAX_BODY_BYTES).unwrap();
     assert_eq!(verified.adapter(), &adapter());
     assert_eq!(verified.signer(), k.key_id());
-    assert!(verified.clone().for_base(Digest::of(b"base.onnx")).is_ok());
-    let err = verified.for_base(Digest::of(b"other.onnx")).unwrap_err();
+    assert!(verified.check_base(Digest::of(b"base.onnx")).is_ok());
+    let err = verified.check_base(Digest::of(b"other.onnx")).unwrap_err();
     assert!(matches!(err, AdapterError::WrongBase { .. }));
     assert!(err.to_string().contains("this device runs"));
 }

@@ -50,15 +50,14 @@ impl ModelFile {
     /// and may only touch the weights the manifest lists as mergeable, with their shapes.
     pub fn merge_adapter(mut self, adapter: &Verified) -> Result<ModelFile, MergeError> {
         let model = self.source.clone();
-        let verified =
-            adapter
-                .clone()
-                .for_base(self.digest)
-                .map_err(|source| MergeError::Adapter {
-                    model: model.clone(),
-                    source,
-                })?;
-        let adapter = verified.adapter();
+        // Checked on the reference: cloning a verified adapter would copy all its factors.
+        adapter
+            .check_base(self.digest)
+            .map_err(|source| MergeError::Adapter {
+                model: model.clone(),
+                source,
+            })?;
+        let adapter = adapter.adapter();
         let mut manifest = self
             .embedded_manifest()?
             .filter(|m| !m.mergeable.is_empty())
@@ -173,10 +172,12 @@ impl Stored {
                     Encoding::Int8 { scale },
                 )
             }
-            t => return Err(format!(
+            t => {
+                return Err(format!(
                 "is stored as ONNX type {t} with {} raw bytes, not as f32, f16 or int8 raw data",
                 raw.len()
-            )),
+            ))
+            }
         };
         Ok(Stored {
             initializer,
