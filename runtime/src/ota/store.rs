@@ -12,7 +12,7 @@
 //! old one kept as previous). [`Store::open`] sweeps what a cut left half-done: temporary files
 //! and adapters the pointer does not name.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,8 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0:#}")]
+    Write(anyhow::Error),
     #[error("{0}: no base model; copy the base ONNX there (`floodtrain export --base-out`)")]
     NoBase(String),
     #[error("{path}: line {line:?} is not `active NAME` or `previous NAME`; the store was edited by hand — fix or delete that file")]
@@ -273,18 +275,15 @@ impl Store {
     }
 }
 
-/// Writes `path` so that a power cut leaves either the old file or the new one, whole.
+/// Writes `path` so that a power cut leaves either the old file or the new one, whole: the
+/// sinks' temporary-file-and-rename, which syncs the file and its directory.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = File::create(&tmp).map_err(io(&tmp))?;
-    file.write_all(bytes).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io(path))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    let write = || -> anyhow::Result<()> {
+        let mut tmp = crate::sink::temp_beside(path)?;
+        tmp.write_all(bytes)?;
+        crate::sink::publish(tmp, path)
+    };
+    write().map_err(StoreError::Write)
 }
 
 #[cfg(test)]

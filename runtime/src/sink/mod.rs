@@ -46,6 +46,15 @@ pub fn publish(temp: NamedTempFile, target: &Path) -> anyhow::Result<()> {
             target.display()
         )
     })?;
+    // The rename itself lives in the directory: sync it too, so a power cut right after
+    // leaves the new file, not the old one.
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
 
