@@ -12,6 +12,24 @@ use floodrt::ota::Device;
 use crate::export::{keygen, train};
 use crate::util::*;
 
+/// What the workstation side of these tests needs: a tiny LoRA run trained for `steps` and
+/// a signing key (`ws.key`, `ws.key.pub`), in a fresh folder.
+struct Workstation {
+    dir: tempfile::TempDir,
+    run: PathBuf,
+    key: PathBuf,
+}
+
+impl Workstation {
+    fn new(shared: &Path, steps: usize) -> Workstation {
+        let dir = tempfile::tempdir().unwrap();
+        let run = train(shared, dir.path(), "s1", steps);
+        let key = dir.path().join("ws.key");
+        keygen(&key);
+        Workstation { dir, run, key }
+    }
+}
+
 fn run_export(run: &Path, dir: &Path, stem: &str, key: &Path, version: u64) {
     run_ok(
         floodtrain()
@@ -84,11 +102,8 @@ fn refused(response: Response) -> String {
 fn a_device_resumes_a_transfer_after_a_restart_refuses_bad_adapters_and_then_maps_like_the_merged_export(
 ) {
     let shared = need_shared!();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let run = train(&shared, d, "s1", 30);
-    let key = d.join("ws.key");
-    keygen(&key);
+    let ws = Workstation::new(&shared, 30);
+    let (d, run, key) = (ws.dir.path(), ws.run.clone(), ws.key.clone());
     let trust = d.join("ws.key.pub");
     run_export(&run, d, "v5", &key, 5);
     let adapter = std::fs::read(d.join("v5.flad")).unwrap();
@@ -266,11 +281,8 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
     use std::time::{Duration, Instant};
 
     let shared = need_shared!();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let run = train(&shared, d, "s1", 3);
-    let key = d.join("ws.key");
-    keygen(&key);
+    let ws = Workstation::new(&shared, 3);
+    let (d, run, key) = (ws.dir.path(), ws.run.clone(), ws.key.clone());
     run_export(&run, d, "v3", &key, 3);
     run_export(&run, d, "v4", &key, 4);
     let jobs = d.join("jobs");
@@ -541,11 +553,8 @@ fn a_device_killed_at_random_points_of_updates_always_restarts_on_the_old_or_the
     use flood_models::adapter::{Adapter, DEFAULT_MAX_BODY_BYTES};
     use flood_models::sign::{SigningKey, TrustedKeys};
     let shared = need_shared!();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let run = train(&shared, d, "s1", 3);
-    let key = d.join("ws.key");
-    keygen(&key);
+    let ws = Workstation::new(&shared, 3);
+    let (d, run, key) = (ws.dir.path(), ws.run.clone(), ws.key.clone());
     let trust = d.join("ws.key.pub");
     run_export(&run, d, "a", &key, 1);
     // Versions 1, 2, 3…: the same factors re-signed, each newer than the last.
