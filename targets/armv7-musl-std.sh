@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs the Rust standard library for armv7-unknown-linux-musleabihf into the toolchain's
+# sysroot, for machines where `rustup target add armv7-unknown-linux-musleabihf` cannot
+# download it (this one gets a 404 from rustup's mirror for that one component).
+#
+# It does what rustup's rust-std component would: std is compiled from the rust-src component by
+# the installed rustc itself (so the two always match), and the linker's start files, libc and
+# unwinder go into `self-contained/`, where rustc looks for them when it links a static musl
+# binary: musl 1.2 from Debian's musl-dev:armhf, crtbegin/crtend and the ARM EHABI unwinder
+# (libgcc_eh, as libunwind.a) from Debian's gcc-arm-linux-gnueabihf.
+#
+# Afterwards `cargo build --target armv7-unknown-linux-musleabihf` works like for any other
+# installed target. Idempotent: exits at once when the target's std is already there.
+# Needs: rustup component rust-src, gcc-arm-linux-gnueabihf, musl-dev:armhf (.ci/run installs them).
+set -euo pipefail
+
+target=armv7-unknown-linux-musleabihf
+sysroot=$(rustc --print sysroot)
+lib="$sysroot/lib/rustlib/$target/lib"
+if compgen -G "$lib/libstd-*.rlib" >/dev/null; then
+  echo "$target: standard library already installed in $lib"
+  exit 0
+fi
+if rustup target add "$target" >/dev/null 2>&1; then
+  echo "$target: installed by rustup"
+  exit 0
+fi
+
+musl=/usr/lib/arm-linux-musleabihf
+[ -f "$musl/libc.a" ] || { echo "missing $musl/libc.a: apt-get install musl-dev:armhf (after dpkg --add-architecture armhf)" >&2; exit 1; }
+gcc_dir=$(dirname "$(arm-linux-gnueabihf-gcc -print-libgcc-file-name)")
+src="$sysroot/lib/rustlib/src/rust/library"
+[ -d "$src" ] || { echo "missing $src: rustup component add rust-src" >&2; exit 1; }
+
+echo "$target: building the standard library from rust-src (about 2 minutes)"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+staged="$work/self-contained"
+mkdir -p "$staged"
+cp "$musl"/{crt1.o,crti.o,crtn.o,Scrt1.o,rcrt1.o,libc.a} "$staged/"
+cp "$gcc_dir"/{crtbegin.o,crtbeginS.o,crtend.o,crtendS.o} "$staged/"
+cp "$gcc_dir/libgcc_eh.a" "$staged/libunwind.a"
+
+# A throwaway crate whose build compiles std; its binary proves the result links and runs.
+mkdir -p "$work/probe/src"
+cat >"$work/probe/Cargo.toml" <<'EOF'
+[package]
+name = "std-probe"
+version = "0.0.0"
+edition = "2021"
+[workspace]
+[profile.release]
+debug = "line-tables-only"
+EOF
+echo 'fn main() { println!("std for armv7-unknown-linux-musleabihf works"); }' >"$work/probe/src/main.rs"
+# As in Rust's own build of std: panic_abort itself is compiled with panic=abort, everything
+# else with unwinding, so that binaries of either panic strategy link against the one std.
+cat >"$work/rustc-wrapper" <<'WRAPPER'
+#!/bin/sh
+case " $* " in *" --crate-name panic_abort "*) exec "$@" -C panic=abort ;; esac
+exec "$@"
+WRAPPER
+chmod +x "$work/rustc-wrapper"
+
+# The start files must be in place while std's own probe binary links.
+mkdir -p "$lib"
+cp -r "$staged" "$lib/"
+# Like the released std: bitcode embedded (for LTO builds), panic=unwind (tests need it; a
+# panic=abort binary links it too), position-independent code (PIE and non-PIE both link).
+(
+  cd "$work/probe"
+  RUSTC_BOOTSTRAP=1 RUSTC_WRAPPER="$work/rustc-wrapper" \
+  CARGO_TARGET_DIR="$work/target" \
+  CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+  CC_armv7_unknown_linux_musleabihf=arm-linux-gnueabihf-gcc \
+  RUSTFLAGS="-C embed-bitcode=yes" \
+    cargo build --release -q -Z build-std=std,test,proc_macro,panic_abort,panic_unwind --target "$target"
+) || { rm -rf "$lib"; echo "$target: building std failed" >&2; exit 1; }
+
+find "$work/target/$target/release/deps" -name 'lib*.rlib' ! -name 'libstd_probe*' -exec cp {} "$lib/" \;
+echo "$target: installed $(ls "$lib"/*.rlib | wc -l) crates in $lib"
+if command -v qemu-arm >/dev/null; then
+  qemu-arm "$work/target/$target/release/std-probe"
+fi
