@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{chip, floodrt, run_ok, unet_flags};
+use crate::util::{data_dir_with, floodrt, mask_of, run_ok, unet_flags};
 
 /// qemu-user program for an ELF binary, from its machine field.
 fn qemu_for(binary: &Path) -> &'static str {
@@ -17,12 +17,14 @@ fn qemu_for(binary: &Path) -> &'static str {
     }
 }
 
-fn mask_of(path: &Path) -> Vec<f32> {
-    let scene = floodrt::scene::Scene::open(path, 1 << 20).unwrap();
-    scene
-        .read_window(0, 0, scene.height(), scene.width())
-        .unwrap()
-        .data
+/// `floodrt eval` of the shared UNet on `data`, masks written to `masks`; the JSON report.
+fn eval(mut floodrt: Command, data: &Path, masks: &Path) -> serde_json::Value {
+    floodrt
+        .args(["eval", "--json", "-q", "--overlap", "0", "--data"])
+        .arg(data)
+        .arg("--masks")
+        .arg(masks);
+    serde_json::from_str(&run_ok(&mut floodrt)).unwrap()
 }
 
 #[test]
@@ -34,8 +36,16 @@ fn cross_built_binaries_run_under_qemu_and_match_the_x86_masks() {
         eprintln!("skipping: FLOODRT_CROSS_BINARIES names no ARM build (.ci/run sets it)");
         return;
     }
+    let chips = ["India_900498", "Spain_7370579"];
     let dir = tempfile::tempdir().unwrap();
-    for binary in &binaries {
+    let data = dir.path().join("data");
+    data_dir_with(&shared, &chips, &data);
+    let x86_masks = dir.path().join("x86");
+    let mut x86 = floodrt();
+    x86.args(unet_flags(&shared));
+    let x86_report = eval(x86, &data, &x86_masks);
+
+    for (i, binary) in binaries.iter().enumerate() {
         let qemu = qemu_for(binary);
         let file = Command::new("file")
             .arg(binary)
@@ -50,36 +60,30 @@ fn cross_built_binaries_run_under_qemu_and_match_the_x86_masks() {
         }
         let version = run_ok(Command::new(qemu).arg(binary).arg("--version"));
         assert!(version.starts_with("floodrt "), "{version}");
-        for name in ["India_900498", "Spain_7370579"] {
-            let (arm, x86) = (
-                dir.path().join(format!("{name}-arm.tif")),
-                dir.path().join(format!("{name}-x86.tif")),
-            );
-            let args = |out: &Path| {
-                let mut a: Vec<std::ffi::OsString> = vec![
-                    "segment".into(),
-                    chip(&shared, name).into(),
-                    "-o".into(),
-                    out.into(),
-                    "-q".into(),
-                ];
-                a.extend(unet_flags(&shared));
-                a.extend(["--overlap".into(), "0".into()]);
-                a
-            };
-            run_ok(Command::new(qemu).arg(binary).args(args(&arm)));
-            run_ok(floodrt().args(args(&x86)));
-            let (a, b) = (mask_of(&arm), mask_of(&x86));
+
+        let arm_masks = dir.path().join(format!("arm{i}"));
+        let mut arm = Command::new(qemu);
+        arm.env_remove("RUST_LOG")
+            .arg(binary)
+            .args(unet_flags(&shared));
+        let arm_report = eval(arm, &data, &arm_masks);
+        for (k, name) in chips.iter().enumerate() {
+            let mask = |dir: &Path| mask_of(&dir.join(format!("{name}_mask.tif")));
+            let (a, b) = (mask(&arm_masks), mask(&x86_masks));
             let same = a
                 .iter()
                 .zip(&b)
                 .filter(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
                 .count();
             let share = same as f64 / a.len() as f64;
+            let iou = |r: &serde_json::Value| r["chips"][k]["iou"].as_f64().unwrap();
             eprintln!(
-                "{binary:?} {name}: {:.5} % of mask pixels identical to x86",
-                100.0 * share
+                "{binary:?} {name}: {:.5} % of mask pixels identical to x86; water IoU {:.5} (x86 {:.5})",
+                100.0 * share,
+                iou(&arm_report),
+                iou(&x86_report)
             );
+            assert_eq!(arm_report["chips"][k]["chip"], *name);
             assert!(share >= 0.9999, "{binary:?} {name}: only {share} identical");
         }
     }

@@ -1,6 +1,6 @@
 //! `floodrt eval` reproduces the published reference IoU of the real UNet.
 
-use crate::util::{floodrt, read_json, run_ok, unet_flags};
+use crate::util::{chip, data_dir_with, floodrt, mask_of, read_json, run_ok, unet_flags};
 
 fn eval_unet(shared: &std::path::Path, overlap: &str) -> serde_json::Value {
     let out = run_ok(
@@ -71,4 +71,38 @@ fn the_embedded_baseline_scores_like_a_fixed_vh_threshold() {
     let iou = v["pooled"]["iou"].as_f64().unwrap();
     // The shared data's README gives 0.724 for "fixed VH < −20 dB" on these chips.
     assert!((iou - 0.724).abs() < 0.002, "{iou}");
+}
+
+#[test]
+fn eval_masks_are_the_masks_segment_writes() {
+    let shared = need_shared!();
+    let chips = ["India_900498", "Spain_7370579"];
+    let dir = tempfile::tempdir().unwrap();
+    let (data, masks) = (dir.path().join("data"), dir.path().join("masks"));
+    data_dir_with(&shared, &chips, &data);
+    run_ok(
+        floodrt()
+            .args(["eval", "-q", "--data"])
+            .arg(&data)
+            .arg("--masks")
+            .arg(&masks),
+    );
+    for name in chips {
+        let segmented = dir.path().join(format!("{name}.tif"));
+        run_ok(
+            floodrt()
+                .arg("segment")
+                .arg(chip(&shared, name))
+                .arg("-o")
+                .arg(&segmented)
+                .arg("-q"),
+        );
+        let from_eval = mask_of(&masks.join(format!("{name}_mask.tif")));
+        let bits = |m: Vec<f32>| m.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(from_eval.len(), 512 * 512, "{name}");
+        assert!(
+            bits(from_eval) == bits(mask_of(&segmented)),
+            "{name}: eval's mask differs from segment's"
+        );
+    }
 }

@@ -134,3 +134,25 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report exists"))
         .expect("valid JSON")
 }
+
+/// A mask (or any single-band raster) read whole.
+pub fn mask_of(path: &Path) -> Vec<f32> {
+    let scene = floodrt::scene::Scene::open(path, 1 << 20).unwrap();
+    scene
+        .read_window(0, 0, scene.height(), scene.width())
+        .unwrap()
+        .data
+}
+
+/// A Sen1Floods11-layout folder holding just `chips` (links to the shared files).
+pub fn data_dir_with(shared: &Path, chips: &[&str], dir: &Path) {
+    let data = shared.join("data/sen1floods11");
+    for sub in ["S1Hand", "LabelHand"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for chip in chips {
+            let name = format!("{chip}_{sub}.tif");
+            std::os::unix::fs::symlink(data.join(sub).join(&name), dir.join(sub).join(&name))
+                .unwrap();
+        }
+    }
+}

@@ -296,7 +296,14 @@ fn a_lora_trained_s2_model_exports_to_the_same_numbers() {
 /// Pooled water IoU and the masks of `args` on `pairs`.
 fn score(args: &ModelArgs, pairs: &[(String, PathBuf, PathBuf)]) -> (f64, Vec<u8>) {
     let prepared = args.prepare().unwrap();
-    let chips = evaluate(&prepared, args, pairs, &indicatif::ProgressBar::hidden()).unwrap();
+    let chips = evaluate(
+        &prepared,
+        args,
+        pairs,
+        None,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap();
     let mut pooled = flood_models::metrics::Confusion::default();
     chips.iter().for_each(|c| pooled.add(&c.confusion));
     (

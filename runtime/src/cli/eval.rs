@@ -10,6 +10,7 @@ use super::{progress_bar, ModelArgs, PreparedModel};
 use crate::metrics::{count, Confusion, Scores};
 use crate::pipeline::{segment, SegmentConfig};
 use crate::scene::Scene;
+use crate::sink::geotiff::{GeoTiffSink, Layer};
 use crate::sink::{MemorySink, RowSink};
 
 /// Score a model on labelled chips: per-chip and pooled water IoU, F1, precision, recall.
@@ -25,6 +26,10 @@ pub struct EvalArgs {
     /// One JSON object on stdout (`pooled.iou` is the pooled water IoU).
     #[arg(long)]
     pub json: bool,
+    /// Also write each chip's predicted mask to DIR/NAME_mask.tif (GeoTIFF, georeferenced like
+    /// the chip: 1 water, 0 land, 255 no data), to look at where the model errs.
+    #[arg(long, value_name = "DIR")]
+    pub masks: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -45,8 +50,12 @@ pub struct ChipResult {
 pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let pairs = chip_pairs(&args.data)?;
     let prepared = args.model.prepare()?;
+    if let Some(dir) = &args.masks {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the --masks folder {}", dir.display()))?;
+    }
     let bar = progress_bar(quiet || args.json, "evaluating");
-    let chips = evaluate(&prepared, &args.model, &pairs, &bar)?;
+    let chips = evaluate(&prepared, &args.model, &pairs, args.masks.as_deref(), &bar)?;
     bar.finish_and_clear();
     let mut pooled = Confusion::default();
     chips.iter().for_each(|c| pooled.add(&c.confusion));
@@ -76,18 +85,21 @@ fn segment_config(prepared: &PreparedModel, options: &ModelArgs) -> SegmentConfi
     }
 }
 
-/// Scores `prepared` (made from `options`) on each (chip, S1 path, label path).
+/// Scores `prepared` (made from `options`) on each (chip, S1 path, label path); with
+/// `masks_dir`, also writes each predicted mask there as `NAME_mask.tif`.
 pub fn evaluate(
     prepared: &PreparedModel,
     options: &ModelArgs,
     pairs: &[(String, PathBuf, PathBuf)],
+    masks_dir: Option<&Path>,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Vec<ChipResult>> {
     let cfg = segment_config(prepared, options);
     bar.set_length(pairs.len() as u64);
     let mut chips = Vec::new();
     for (chip, s1, label) in pairs {
-        let result = evaluate_chip(prepared, &cfg, chip, s1, label)
+        let mask_file = masks_dir.map(|d| d.join(format!("{chip}_mask.tif")));
+        let result = evaluate_chip(prepared, &cfg, chip, s1, label, mask_file.as_deref())
             .with_context(|| format!("evaluating chip {chip}"))?;
         chips.push(result);
         bar.inc(1);
@@ -134,6 +146,7 @@ fn evaluate_chip(
     chip: &str,
     s1: &Path,
     label_path: &Path,
+    mask_file: Option<&Path>,
 ) -> anyhow::Result<ChipResult> {
     let (scene, _) = prepared.open_scene(s1)?;
     let label_scene = Scene::open(label_path, 16 << 20)?;
@@ -151,6 +164,14 @@ fn evaluate_chip(
     let mut memory = MemorySink::new(scene.width(), scene.height());
     {
         let mut sinks: Vec<Box<dyn RowSink + '_>> = vec![Box::new(&mut memory)];
+        if let Some(file) = mask_file {
+            sinks.push(Box::new(GeoTiffSink::create(
+                file,
+                &scene,
+                Layer::Mask,
+                false,
+            )?));
+        }
         segment(
             &scene,
             &prepared.engine,
@@ -159,6 +180,9 @@ fn evaluate_chip(
             &mut sinks,
             &indicatif::ProgressBar::hidden(),
         )?;
+        for sink in sinks {
+            sink.finish()?;
+        }
     }
     let window = label_scene.read_window(0, 0, label_scene.height(), label_scene.width())?;
     // −1 is "no label"; a label file that declares −1 as no-data reads as NaN.
