@@ -18,12 +18,13 @@ fn qemu_for(binary: &Path) -> &'static str {
 }
 
 /// `floodrt eval` of the shared UNet on `data`, masks written to `masks`; the JSON report.
-fn eval(mut floodrt: Command, data: &Path, masks: &Path) -> serde_json::Value {
+fn eval(mut floodrt: Command, shared: &Path, data: &Path, masks: &Path) -> serde_json::Value {
     floodrt
         .args(["eval", "--json", "-q", "--overlap", "0", "--data"])
         .arg(data)
         .arg("--masks")
-        .arg(masks);
+        .arg(masks)
+        .args(unet_flags(shared));
     serde_json::from_str(&run_ok(&mut floodrt)).unwrap()
 }
 
@@ -41,9 +42,7 @@ fn cross_built_binaries_run_under_qemu_and_match_the_x86_masks() {
     let data = dir.path().join("data");
     data_dir_with(&shared, &chips, &data);
     let x86_masks = dir.path().join("x86");
-    let mut x86 = floodrt();
-    x86.args(unet_flags(&shared));
-    let x86_report = eval(x86, &data, &x86_masks);
+    let x86_report = eval(floodrt(), &shared, &data, &x86_masks);
 
     for (i, binary) in binaries.iter().enumerate() {
         let qemu = qemu_for(binary);
@@ -63,10 +62,8 @@ fn cross_built_binaries_run_under_qemu_and_match_the_x86_masks() {
 
         let arm_masks = dir.path().join(format!("arm{i}"));
         let mut arm = Command::new(qemu);
-        arm.env_remove("RUST_LOG")
-            .arg(binary)
-            .args(unet_flags(&shared));
-        let arm_report = eval(arm, &data, &arm_masks);
+        arm.env_remove("RUST_LOG").arg(binary);
+        let arm_report = eval(arm, &shared, &data, &arm_masks);
         for (k, name) in chips.iter().enumerate() {
             let mask = |dir: &Path| mask_of(&dir.join(format!("{name}_mask.tif")));
             let (a, b) = (mask(&arm_masks), mask(&x86_masks));
