@@ -32,14 +32,14 @@ gcc_dir=$(dirname "$(arm-linux-gnueabihf-gcc -print-libgcc-file-name)")
 src="$sysroot/lib/rustlib/src/rust/library"
 [ -d "$src" ] || { echo "missing $src: rustup component add rust-src" >&2; exit 1; }
 
-echo "$target: building the standard library from rust-src (about 2 minutes)"
+echo "$target: building the standard library from rust-src (about a minute)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-staged="$work/self-contained"
-mkdir -p "$staged"
-cp "$musl"/{crt1.o,crti.o,crtn.o,Scrt1.o,rcrt1.o,libc.a} "$staged/"
-cp "$gcc_dir"/{crtbegin.o,crtbeginS.o,crtend.o,crtendS.o} "$staged/"
-cp "$gcc_dir/libgcc_eh.a" "$staged/libunwind.a"
+# The start files must be in place before std's own probe binary links.
+mkdir -p "$lib/self-contained"
+cp "$musl"/{crt1.o,crti.o,crtn.o,Scrt1.o,rcrt1.o,libc.a} "$lib/self-contained/"
+cp "$gcc_dir"/{crtbegin.o,crtbeginS.o,crtend.o,crtendS.o} "$lib/self-contained/"
+cp "$gcc_dir/libgcc_eh.a" "$lib/self-contained/libunwind.a"
 
 # A throwaway crate whose build compiles std; its binary proves the result links and runs.
 mkdir -p "$work/probe/src"
@@ -62,9 +62,6 @@ exec "$@"
 WRAPPER
 chmod +x "$work/rustc-wrapper"
 
-# The start files must be in place while std's own probe binary links.
-mkdir -p "$lib"
-cp -r "$staged" "$lib/"
 # Like the released std: bitcode embedded (for LTO builds), panic=unwind (tests need it; a
 # panic=abort binary links it too), position-independent code (PIE and non-PIE both link).
 (
