@@ -1,5 +1,5 @@
-//! The static ARM builds (issue #6) under qemu-user: they must run, be statically linked, and
-//! map water like the x86 build. `.ci/run` builds them and names them in
+//! The ARM builds (issue #6) under qemu-user: they must run, the musl ones be statically linked,
+//! and all map water like the x86 build. `.ci/run` builds them and names them in
 //! `FLOODRT_CROSS_BINARIES` (space-separated paths); without it this test skips.
 
 use std::path::{Path, PathBuf};
@@ -7,14 +7,22 @@ use std::process::Command;
 
 use crate::util::{data_dir_with, floodrt, mask_of, run_ok, unet_flags};
 
-/// qemu-user program for an ELF binary, from its machine field.
-fn qemu_for(binary: &Path) -> &'static str {
+/// A qemu-user command that runs `binary`, chosen from its ELF machine field. A dynamically
+/// linked (glibc) build also needs the target's libraries: Debian's cross packages keep its
+/// loader and libc under /usr/<triple>, which `-L` makes qemu treat as the root.
+fn qemu_for(binary: &Path, dynamic: bool) -> Command {
     let header = std::fs::read(binary).unwrap();
-    match u16::from_le_bytes([header[18], header[19]]) {
-        0xB7 => "qemu-aarch64",
-        0x28 => "qemu-arm",
+    let (qemu, sysroot) = match u16::from_le_bytes([header[18], header[19]]) {
+        0xB7 => ("qemu-aarch64", "/usr/aarch64-linux-gnu"),
+        0x28 => ("qemu-arm", "/usr/arm-linux-gnueabihf"),
         other => panic!("{binary:?}: unexpected ELF machine {other:#x}"),
+    };
+    let mut command = Command::new(qemu);
+    if dynamic {
+        command.arg("-L").arg(sysroot);
     }
+    command.env_remove("RUST_LOG").arg(binary);
+    command
 }
 
 /// `floodrt eval` of the shared UNet on `data`, masks written to `masks`; the JSON report.
@@ -45,24 +53,23 @@ fn cross_built_binaries_run_under_qemu_and_match_the_x86_masks() {
     let x86_report = eval(floodrt(), &shared, &data, &x86_masks);
 
     for (i, binary) in binaries.iter().enumerate() {
-        let qemu = qemu_for(binary);
         let file = Command::new("file")
             .arg(binary)
             .output()
             .expect("`file` is installed");
         let file = String::from_utf8_lossy(&file.stdout);
+        let dynamic = file.contains("dynamically linked");
         if binary.to_str().unwrap().contains("musl") {
             assert!(
                 file.contains("statically linked") || file.contains("static-pie linked"),
                 "{file}"
             );
         }
-        let version = run_ok(Command::new(qemu).arg(binary).arg("--version"));
+        let version = run_ok(qemu_for(binary, dynamic).arg("--version"));
         assert!(version.starts_with("floodrt "), "{version}");
 
         let arm_masks = dir.path().join(format!("arm{i}"));
-        let mut arm = Command::new(qemu);
-        arm.env_remove("RUST_LOG").arg(binary);
+        let arm = qemu_for(binary, dynamic);
         let arm_report = eval(arm, &shared, &data, &arm_masks);
         for (k, name) in chips.iter().enumerate() {
             let mask = |dir: &Path| mask_of(&dir.join(format!("{name}_mask.tif")));
