@@ -165,3 +165,15 @@ fn a_broken_manifest_says_what_to_fix() {
         "{err}"
     );
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_ends_the_run_quietly() {
+    // `floodrt info | head -1`: the rest of the output meets a closed pipe, deterministically
+    // here, since the read end is gone before floodrt starts.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = floodrt().arg("info").stdout(writer).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

@@ -70,3 +70,18 @@ fn a_checkpoint_of_another_size_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_ends_the_run_quietly() {
+    // `floodtrain params | head -1`, with the read end gone before floodtrain starts.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = floodtrain()
+        .args(["params", "--preset", "tiny"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

@@ -118,7 +118,7 @@ fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
         "tile_ms_median": median * 1e3 / c.batch as f64,
         "peak_rss_mib": peak_rss_bytes().map(|b| b as f64 / 1048576.0),
     });
-    println!("{}", serde_json::to_string(&out)?);
+    outln!("{}", serde_json::to_string(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

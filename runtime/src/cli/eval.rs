@@ -69,9 +69,9 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "pooled": { "chips": chips.len(), "tp": pooled.tp, "fp": pooled.fp, "fn": pooled.fn_, "tn": pooled.tn,
                         "iou": scores.iou, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "miou": scores.miou },
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        print_table(&chips, &pooled, &scores);
+        print_table(&chips, &pooled, &scores)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -202,15 +202,22 @@ fn evaluate_chip(
     })
 }
 
-fn print_table(chips: &[ChipResult], pooled: &Confusion, scores: &Scores) {
+fn print_table(chips: &[ChipResult], pooled: &Confusion, scores: &Scores) -> std::io::Result<()> {
     let f = |v: Option<f64>| v.map_or("   -  ".to_string(), |x| format!("{x:6.4}"));
-    println!(
+    outln!(
         "{:<24} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>6}",
-        "chip", "tp", "fp", "fn", "iou", "f1", "prec", "recall"
-    );
+        "chip",
+        "tp",
+        "fp",
+        "fn",
+        "iou",
+        "f1",
+        "prec",
+        "recall"
+    )?;
     for c in chips {
         let s = &c.scores;
-        println!(
+        outln!(
             "{:<24} {:>9} {:>9} {:>9} {} {} {} {}",
             c.chip,
             c.confusion.tp,
@@ -220,9 +227,9 @@ fn print_table(chips: &[ChipResult], pooled: &Confusion, scores: &Scores) {
             f(s.f1),
             f(s.precision),
             f(s.recall)
-        );
+        )?;
     }
-    println!(
+    outln!(
         "{:<24} {:>9} {:>9} {:>9} {} {} {} {}",
         format!("pooled ({} chips)", chips.len()),
         pooled.tp,
@@ -232,5 +239,5 @@ fn print_table(chips: &[ChipResult], pooled: &Confusion, scores: &Scores) {
         f(scores.f1),
         f(scores.precision),
         f(scores.recall)
-    );
+    )
 }

@@ -30,46 +30,46 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
     }
     let info = file.info();
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({ "model": info, "manifest": manifest })
             )?
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("model       {}", info.source);
-    println!("sha256      {}", info.sha256);
-    println!("opset       {}", info.opset);
+    outln!("model       {}", info.source)?;
+    outln!("sha256      {}", info.sha256)?;
+    outln!("opset       {}", info.opset)?;
     for t in &info.inputs {
-        println!(
+        outln!(
             "input       {} {} [{}]",
             t.name,
             t.element_type,
             t.shape.join(", ")
-        );
+        )?;
     }
     for t in &info.outputs {
-        println!(
+        outln!(
             "output      {} {} [{}]",
             t.name,
             t.element_type,
             t.shape.join(", ")
-        );
+        )?;
     }
-    println!(
+    outln!(
         "parameters  {} ({:.2} MiB of weights)",
         info.parameters,
         info.weight_bytes as f64 / 1048576.0
-    );
+    )?;
     let ops: Vec<String> = info
         .operators
         .iter()
         .map(|(op, n)| format!("{op} ×{n}"))
         .collect();
-    println!("operators   {}", ops.join(", "));
+    outln!("operators   {}", ops.join(", "))?;
     match manifest {
-        Some(m) => println!(
+        Some(m) => outln!(
             "\nmanifest{}:\n{}",
             if args.manifest.is_some() {
                 " (from --manifest)"
@@ -77,8 +77,8 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
                 " (embedded)"
             },
             m.to_toml()
-        ),
-        None => println!("\nmanifest    none; pass --manifest M.toml to run this model"),
+        )?,
+        None => outln!("\nmanifest    none; pass --manifest M.toml to run this model")?,
     }
     Ok(ExitCode::SUCCESS)
 }

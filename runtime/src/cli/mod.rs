@@ -1,5 +1,14 @@
 //! The `floodrt` command line: one file per subcommand, each with its `Args` and `run`.
 
+/// `println!` that returns the write error instead of panicking on it, for `?`: a reader that
+/// closes the pipe early (`floodrt … | head`) ends the run quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
 mod demo;
 mod eval;
@@ -64,11 +73,21 @@ pub fn main() -> ExitCode {
         .init();
     match run(cli) {
         Ok(code) => code,
+        // Like `head` itself and ripgrep: output nobody reads any more is not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("floodrt: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -97,6 +97,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "step_ms_min": times[0],
         "steps": times.len(),
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -78,16 +78,16 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     );
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&evaluation.to_json())?);
+        outln!("{}", serde_json::to_string_pretty(&evaluation.to_json())?)?;
     } else {
         let s = evaluation.pooled().scores();
         let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-        println!("chips      {}", chips.len());
-        println!("water IoU  {}", f(s.iou));
-        println!("F1         {}", f(s.f1));
-        println!("precision  {}", f(s.precision));
-        println!("recall     {}", f(s.recall));
-        println!("mIoU       {}", f(s.miou));
+        outln!("chips      {}", chips.len())?;
+        outln!("water IoU  {}", f(s.iou))?;
+        outln!("F1         {}", f(s.f1))?;
+        outln!("precision  {}", f(s.precision))?;
+        outln!("recall     {}", f(s.recall))?;
+        outln!("mIoU       {}", f(s.miou))?;
     }
     Ok(ExitCode::SUCCESS)
 }

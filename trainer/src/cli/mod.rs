@@ -1,5 +1,14 @@
 //! The `floodtrain` command line: one file per subcommand, each with its `Args` and `run`.
 
+/// `println!` that returns the write error instead of panicking on it, for `?`: a reader that
+/// closes the pipe early (`floodtrain … | head`) ends the run quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
 mod device;
 mod eval;
@@ -58,11 +67,21 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // Like `head` itself and ripgrep: output nobody reads any more is not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("floodtrain: {err:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -130,29 +130,29 @@ pub fn run(args: ParamsArgs) -> anyhow::Result<ExitCode> {
         if let (Some(sizes), Some(map)) = (&sizes, json.as_object_mut()) {
             map.insert("export_bytes".into(), serde_json::to_value(sizes)?);
         }
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?)?;
     } else {
-        println!("encoder    {:>13}", group(counts.encoder));
-        println!("lora       {:>13}", group(counts.lora));
-        println!("head       {:>13}", group(counts.head));
-        println!("trainable  {:>13}", group(counts.trainable));
-        println!("total      {:>13}", group(counts.total));
+        outln!("encoder    {:>13}", group(counts.encoder))?;
+        outln!("lora       {:>13}", group(counts.lora))?;
+        outln!("head       {:>13}", group(counts.head))?;
+        outln!("trainable  {:>13}", group(counts.trainable))?;
+        outln!("total      {:>13}", group(counts.total))?;
         if let Some(s) = &sizes {
             let mib =
                 |b: usize| format!("{:>13} bytes {:>9.2} MiB", group(b), b as f64 / 1048576.0);
-            println!("\nexport (tile {}, batch {}):", args.tile, args.batch);
-            println!("merged f32   {}", mib(s.merged_f32));
-            println!("merged f16   {}", mib(s.merged_f16));
-            println!(
+            outln!("\nexport (tile {}, batch {}):", args.tile, args.batch)?;
+            outln!("merged f32   {}", mib(s.merged_f32))?;
+            outln!("merged f16   {}", mib(s.merged_f16))?;
+            outln!(
                 "merged int8  {}  ({:.1} % of f32)",
                 mib(s.merged_int8),
                 100.0 * s.merged_int8 as f64 / s.merged_f32 as f64
-            );
-            println!("base f32     {}", mib(s.base_f32));
-            println!("base int8    {}", mib(s.base_int8));
+            )?;
+            outln!("base f32     {}", mib(s.base_f32))?;
+            outln!("base int8    {}", mib(s.base_int8))?;
             if let (Some(f32_), Some(f16_)) = (s.adapter_f32, s.adapter_f16) {
-                println!("adapter f32  {}", mib(f32_));
-                println!("adapter f16  {}", mib(f16_));
+                outln!("adapter f32  {}", mib(f32_))?;
+                outln!("adapter f16  {}", mib(f16_))?;
             }
         }
     }

@@ -38,7 +38,7 @@ pub fn run(args: ParityArgs) -> anyhow::Result<ExitCode> {
             "max_abs_diff": r.max_abs_diff.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         })).collect::<Vec<_>>(),
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?)?;
     Ok(if worst <= TOLERANCE {
         ExitCode::SUCCESS
     } else {

@@ -99,7 +99,7 @@ pub fn run(args: PushArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                         report.connections
                     );
                 }
-                println!("{}", serde_json::to_string(&report)?);
+                outln!("{}", serde_json::to_string(&report)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             Err(Failure::Refused(reason)) => {
