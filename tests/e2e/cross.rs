@@ -57,7 +57,7 @@ fn cross_built_binaries_run_under_qemu_and_match_the_x86_masks() {
     let x86_report = eval(floodrt(), &shared, &data, &x86_masks);
     // The masks depend on the architecture's code, not on the libc: a second build for an
     // architecture already checked on every chip (the glibc aarch64 one) runs one chip, which
-    // shows it loads, links and computes, at a third of the emulated time.
+    // shows it loads, links and computes, in half the emulated time.
     let first_chip = dir.path().join("first-chip");
     data_dir_with(&shared, &chips[..1], &first_chip);
     let mut architectures_checked = std::collections::HashSet::new();
