@@ -6,8 +6,9 @@
 //! (GeoTIFF)  (grid)    (tract)    (seams)   (GeoTIFF/COG mask, probability, GeoJSON, metrics)
 //! ```
 //! `pipeline` drives them one batch at a time; `budget` checks up front that a run fits its
-//! memory cap; `baseline` builds the embedded default model; `ota` keeps over-the-air adapters;
-//! `cli` is the `floodrt` binary.
+//! memory cap; `model` loads what runs (a file or one of the `embedded` models — the default,
+//! and the threshold `baseline` — with a verified adapter merged); `ota` keeps over-the-air
+//! adapters; `cli` is the `floodrt` binary. `cli` and `ota` both load through `model`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -16,8 +17,10 @@ pub mod baseline;
 pub mod blend;
 pub mod budget;
 pub mod cli;
+pub mod embedded;
 pub mod engine;
 pub mod metrics;
+pub mod model;
 pub mod ota;
 pub mod pipeline;
 pub mod scene;

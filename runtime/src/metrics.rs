@@ -3,7 +3,7 @@
 
 use crate::sink::NODATA;
 
-pub use flood_models::metrics::{Confusion, Scores};
+pub use flood_models::metrics::{Confusion, Fragments, Scores, SMALL_COMPONENT_PX};
 
 /// Counts `mask` (0/1/[`NODATA`]) against `label` (0/1, −1 no label).
 pub fn count(mask: &[u8], label: &[i16]) -> Confusion {

@@ -71,7 +71,7 @@ fn a_scene_with_the_wrong_band_count_is_refused() {
     let label = shared.join("data/sen1floods11/LabelHand/India_900498_LabelHand.tif");
     let err = segment_err(&label, &dir.path().join("m.tif"), &[]);
     assert!(
-        err.contains("has 1 band(s), but model vh-threshold expects 2 (vv, vh)"),
+        err.contains("has 1 band(s), but model flood-s1-v1 expects 2 (vv, vh)"),
         "{err}"
     );
 }
@@ -90,7 +90,7 @@ fn a_scene_whose_sample_type_contradicts_the_manifest_is_refused() {
     let err = segment_err(&ints, &dir.path().join("m.tif"), &[]);
     assert!(
         err.contains(
-            "int16.tif holds int16 samples, but model vh-threshold takes float32 or float64 scenes"
+            "int16.tif holds int16 samples, but model flood-s1-v1 takes float32 or float64 scenes"
         ),
         "{err}"
     );

@@ -64,13 +64,60 @@ fn the_embedded_baseline_scores_like_a_fixed_vh_threshold() {
     let shared = need_shared!();
     let out = run_ok(
         floodrt()
-            .args(["eval", "--json", "--overlap", "0", "--data"])
+            .args([
+                "eval",
+                "--json",
+                "--overlap",
+                "0",
+                "--model",
+                "embedded:vh-threshold",
+            ])
+            .arg("--data")
             .arg(shared.join("data/sen1floods11")),
     );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let iou = v["pooled"]["iou"].as_f64().unwrap();
     // The shared data's README gives 0.724 for "fixed VH < −20 dB" on these chips.
     assert!((iou - 0.724).abs() < 0.002, "{iou}");
+}
+
+/// The built-in default model is the file its card describes and scores what the card
+/// records on the shared chips (it was trained on them: a regression check, not an estimate;
+/// the card's cross-validated figures are the estimate). Its maps are clean: far less of its
+/// water lies in specks under 10 px than the threshold's.
+#[test]
+fn the_default_model_scores_what_its_card_records_with_clean_maps() {
+    let shared = need_shared!();
+    let card = floodrt::embedded::card(floodrt::embedded::DEFAULT).expect("the default has a card");
+    let eval = |model: &str| -> serde_json::Value {
+        let out = run_ok(
+            floodrt()
+                .args(["eval", "--json", "--model", model, "--data"])
+                .arg(shared.join("data/sen1floods11")),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let v = eval(floodrt::embedded::DEFAULT);
+    assert_eq!(v["model"]["sha256"], card.sha256.as_str());
+    let iou = v["pooled"]["iou"].as_f64().unwrap();
+    eprintln!(
+        "default model pooled water IoU {iou:.4} (card {:.4})",
+        card.shared_chips_iou
+    );
+    assert!(
+        (iou - card.shared_chips_iou).abs() <= 0.01,
+        "{iou} vs card {}",
+        card.shared_chips_iou
+    );
+    let specks = v["pooled"]["small_component_share"].as_f64().unwrap();
+    let threshold = eval("embedded:vh-threshold")["pooled"]["small_component_share"]
+        .as_f64()
+        .unwrap();
+    eprintln!("water in components under 10 px: default {specks:.5}, threshold {threshold:.5}");
+    assert!(
+        specks < threshold / 10.0,
+        "{specks} vs threshold {threshold}"
+    );
 }
 
 #[test]

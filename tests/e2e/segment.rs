@@ -203,10 +203,17 @@ fn demo_runs_end_to_end_with_no_files() {
         "mask.tif",
         "probability.tif",
         "report.json",
+        "score.json",
         "quicklook.png",
     ] {
         assert!(out.join(f).is_file(), "demo wrote no {f}");
     }
+    // The default model maps the drawn flood against its exact labels, without specks.
+    let score = read_json(&out.join("score.json"));
+    let iou = score["iou"].as_f64().unwrap();
+    let specks = score["small_component_share"].as_f64().unwrap();
+    eprintln!("demo: water IoU {iou:.4} against the exact labels, {specks:.5} in specks");
+    assert!(iou > 0.85 && specks < 0.01, "IoU {iou}, specks {specks}");
     let r = read_json(&out.join("report.json"));
     let fraction = r["water_fraction"].as_f64().unwrap();
     assert!(
@@ -240,9 +247,15 @@ fn info_describes_the_real_unet() {
     // 536,194 initializer values, as `onnx` counts them.
     assert_eq!(v["model"]["parameters"], 536_194);
     assert_eq!(v["manifest"]["name"], "eoepca-sen1floods11-unet");
-    let text = run_ok(floodrt().arg("info"));
+    let text = run_ok(floodrt().args(["info", "embedded:vh-threshold"]));
     assert!(
         text.contains("embedded:vh-threshold") && text.contains("Slice ×1"),
+        "{text}"
+    );
+    // Without a model: the built-in default, its card first.
+    let text = run_ok(floodrt().arg("info"));
+    assert!(
+        text.contains("embedded:flood-s1-v1") && text.contains("cross-validation"),
         "{text}"
     );
 }
@@ -296,6 +309,8 @@ fn a_board_profile_sets_the_run_and_explicit_flags_win() {
             .arg(&mask)
             .args([
                 "-q",
+                "--model",
+                "embedded:vh-threshold",
                 "--profile",
                 "armv7-512m",
                 "--threads",

@@ -32,6 +32,28 @@ fn bad_input_is_refused_with_the_file_named() {
     let err = run_code(floodtrain().arg("train").arg("--config").arg(&config), 2);
     assert!(err.contains("multiple of 8"), "{err}");
 
+    // Synthetic scenes are Sentinel-1, at least a crop wide; no chip folder is needed.
+    std::fs::write(
+        &config,
+        "out = \"x\"\n[data]\nsensor = \"s2\"\n[data.synthetic]\nscenes = 2\n",
+    )
+    .unwrap();
+    let err = run_code(floodtrain().arg("train").arg("--config").arg(&config), 2);
+    assert!(
+        err.contains("data.synthetic") && err.contains("s1"),
+        "{err}"
+    );
+    std::fs::write(
+        &config,
+        "out = \"x\"\n[data]\ncrop_px = 256\n[data.synthetic]\nscenes = 2\nsize = 128\n",
+    )
+    .unwrap();
+    let err = run_code(floodtrain().arg("train").arg("--config").arg(&config), 2);
+    assert!(err.contains("at least data.crop_px (256)"), "{err}");
+    std::fs::write(&config, "out = \"x\"\n[data]\ncrop_px = 64\n").unwrap();
+    let err = run_code(floodtrain().arg("train").arg("--config").arg(&config), 2);
+    assert!(err.contains("data.dir is missing"), "{err}");
+
     let err = run_code(
         floodtrain()
             .args(["eval", "--checkpoint"])

@@ -167,7 +167,7 @@ fn model_args(model: &Path, adapter: Option<(&Path, &Path)>) -> ModelArgs {
 }
 
 fn tract(args: &ModelArgs, input: Vec<f32>) -> Vec<f32> {
-    let (file, manifest) = args.load_file_and_manifest().unwrap();
+    let (file, manifest) = args.spec().load_file_and_manifest().unwrap();
     let config = EngineConfig {
         tile_px: manifest.input.tile_px as usize,
         batch: manifest.input.batch as usize,
@@ -417,6 +417,7 @@ fn bad_adapters_and_damaged_bases_are_refused_with_the_reason() {
     let (base, adapter) = (d.join("a-base.onnx"), d.join("a.flad"));
     let refused = |model: &Path, adapter: &Path, trust: &Path| -> String {
         let err = model_args(model, Some((adapter, trust)))
+            .spec()
             .load_file_and_manifest()
             .err()
             .expect("refused");
@@ -493,6 +494,7 @@ fn bad_adapters_and_damaged_bases_are_refused_with_the_reason() {
     let err = format!(
         "{:#}",
         model_args(&damaged, None)
+            .spec()
             .load_file_and_manifest()
             .err()
             .expect("refused")

@@ -1,7 +1,6 @@
 use std::path::Path;
 
 use burn::tensor::Device;
-use floodtrain::model::checkpoint::StateDict;
 use floodtrain::model::flood::param_values;
 use floodtrain::train::fit::load_run;
 
@@ -63,24 +62,7 @@ fn a_small_configuration_learns_and_leaves_the_base_untouched() {
     assert!(report["events"]["India"]["f1"].as_f64().unwrap() > 0.0);
 
     // Every base weight equals the checkpoint's, bit for bit.
-    let device = Device::flex();
-    let (config, trained) = load_run(&out, &device).unwrap();
-    let base = StateDict::open(&checkpoint)
-        .unwrap()
-        .load_encoder(&config.encoder_config(), &device)
-        .unwrap();
-    let trained: Vec<_> = param_values(&trained.encoder)
-        .into_iter()
-        .filter(|(p, _)| !p.contains(".lora."))
-        .collect();
-    let base = param_values(&base);
-    assert_eq!(trained.len(), base.len());
-    for ((path, a), (_, b)) in trained.iter().zip(&base) {
-        assert!(
-            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{path} changed"
-        );
-    }
+    assert_base_untouched(&out, &checkpoint);
 }
 
 /// Same seed, same run; stopping and resuming gives the run that never stopped.

@@ -9,3 +9,4 @@ mod export;
 mod learn;
 mod ota;
 mod parity;
+mod pretrain;

@@ -64,3 +64,28 @@ pub fn workspace() -> PathBuf {
 pub fn parity_fixture(shared: &Path) -> PathBuf {
     shared.join("fixtures/clay-parity")
 }
+
+/// Asserts that every encoder weight of the run in `run` (LoRA factors aside) equals the
+/// checkpoint's, bit for bit: the frozen base was never touched.
+pub fn assert_base_untouched(run: &Path, checkpoint: &Path) {
+    use floodtrain::model::checkpoint::StateDict;
+    use floodtrain::model::flood::param_values;
+    let device = burn::tensor::Device::flex();
+    let (config, trained) = floodtrain::train::fit::load_run(run, &device).unwrap();
+    let base = StateDict::open(checkpoint)
+        .unwrap()
+        .load_encoder(&config.encoder_config(), &device)
+        .unwrap();
+    let trained: Vec<_> = param_values(&trained.encoder)
+        .into_iter()
+        .filter(|(p, _)| !p.contains(".lora."))
+        .collect();
+    let base = param_values(&base);
+    assert_eq!(trained.len(), base.len());
+    for ((path, a), (_, b)) in trained.iter().zip(&base) {
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{path} changed"
+        );
+    }
+}

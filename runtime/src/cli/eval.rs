@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{progress_bar, ModelArgs, PreparedModel};
-use crate::metrics::{count, Confusion, Scores};
+use crate::metrics::{count, Confusion, Fragments, Scores, SMALL_COMPONENT_PX};
 use crate::pipeline::{segment, SegmentConfig};
 use crate::scene::Scene;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
@@ -43,6 +43,9 @@ pub struct ChipResult {
     #[serde(flatten)]
     pub scores: Scores,
     pub water_fraction_pred: f64,
+    /// Predicted water pixels, and those in components under 10 px (speckle).
+    pub fragments: Fragments,
+    pub small_component_share: Option<f64>,
     #[serde(skip)]
     pub mask: Vec<u8>,
 }
@@ -58,7 +61,11 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let chips = evaluate(&prepared, &args.model, &pairs, args.masks.as_deref(), &bar)?;
     bar.finish_and_clear();
     let mut pooled = Confusion::default();
-    chips.iter().for_each(|c| pooled.add(&c.confusion));
+    let mut fragments = Fragments::default();
+    for c in &chips {
+        pooled.add(&c.confusion);
+        fragments.add(&c.fragments);
+    }
     let scores = pooled.scores();
     if args.json {
         let out = serde_json::json!({
@@ -67,11 +74,21 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "overlap_px": args.model.overlap,
             "chips": chips,
             "pooled": { "chips": chips.len(), "tp": pooled.tp, "fp": pooled.fp, "fn": pooled.fn_, "tn": pooled.tn,
-                        "iou": scores.iou, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "miou": scores.miou },
+                        "iou": scores.iou, "f1": scores.f1, "precision": scores.precision, "recall": scores.recall, "miou": scores.miou,
+                        "fragments": fragments, "small_component_share": fragments.small_share() },
         });
         outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         print_table(&chips, &pooled, &scores)?;
+        outln!(
+            "predicted water in components under {SMALL_COMPONENT_PX} px: {}",
+            fragments
+                .small_share()
+                .map_or("- (no water predicted)".into(), |s| format!(
+                    "{:.2} %",
+                    100.0 * s
+                ))
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -193,7 +210,10 @@ fn evaluate_chip(
         .collect();
     let confusion = count(&memory.mask, &label);
     let water = memory.mask.iter().filter(|&&m| m == 1).count();
+    let fragments = Fragments::of_mask(&memory.mask, scene.width());
     Ok(ChipResult {
+        fragments,
+        small_component_share: fragments.small_share(),
         chip: chip.to_string(),
         confusion,
         scores: confusion.scores(),

@@ -10,7 +10,7 @@ use super::model::load_model;
 /// Describe a model: inputs, outputs, manifest, parameter count, operator histogram.
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// ONNX model [default: the embedded baseline].
+    /// ONNX model or `embedded:NAME` [default: the built-in default model, with its card].
     pub model: Option<PathBuf>,
     /// Manifest (TOML) for a model that carries none.
     #[arg(long, value_name = "M.toml")]
@@ -29,14 +29,18 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let info = file.info();
+    let card = crate::embedded::card(&file.source);
     if args.json {
         outln!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "model": info, "manifest": manifest })
+                &serde_json::json!({ "model": info, "manifest": manifest, "card": card })
             )?
         )?;
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(card) = &card {
+        outln!("{}\n", card.text.trim_end())?;
     }
     outln!("model       {}", info.source)?;
     outln!("sha256      {}", info.sha256)?;

@@ -30,6 +30,8 @@ pub enum EngineError {
         path: String,
         source: std::io::Error,
     },
+    #[error("no built-in model called {name}; floodrt has {known}")]
+    UnknownEmbedded { name: String, known: String },
     #[error("{path}: {size} bytes is over the {limit}-byte model limit")]
     TooLarge { path: String, size: u64, limit: u64 },
     #[error("{path}: not an ONNX model ({reason})")]

@@ -18,7 +18,7 @@ use flood_models::sign::TrustedKeys;
 use flood_models::{Digest, Hasher};
 
 use super::store::{slot_version, Store};
-use crate::cli::{ModelArgs, PreparedModel};
+use crate::model::{ModelSpec, PreparedModel, DEFAULT_OVERLAP_PX};
 use crate::pipeline::{segment, SegmentConfig};
 use crate::sink::geotiff::{GeoTiffSink, Layer};
 use crate::sink::{MaskRow, RowSink};
@@ -288,12 +288,12 @@ fn prepare(
     adapter: Option<&Path>,
     threads: usize,
 ) -> anyhow::Result<PreparedModel> {
-    ModelArgs {
+    ModelSpec {
         model: Some(store.base_path()),
         adapter: adapter.map(Path::to_path_buf),
         trust: adapter.map(|_| trust.to_path_buf()),
         threads: Some(threads),
-        ..ModelArgs::default()
+        ..ModelSpec::default()
     }
     .prepare()
 }
@@ -330,11 +330,11 @@ impl RowSink for MaskDigest<'_> {
 fn run_job(loaded: &Loaded, scene_path: &Path, output: &Path) -> anyhow::Result<(f64, Digest)> {
     let model = &loaded.model;
     let (scene, _plan) = model.open_scene(scene_path)?;
-    let defaults = ModelArgs::default();
     let cfg = SegmentConfig {
-        overlap_px: defaults.overlap.min(model.engine.config.tile_px / 4),
+        overlap_px: DEFAULT_OVERLAP_PX.min(model.engine.config.tile_px / 4),
         stripe_px: model.stripe_px,
-        scene_units: defaults.scene_units.into(),
+        // Jobs take scenes in dB, as the device's models do.
+        scene_units: flood_models::Units::Db,
         threshold: model.manifest.output.threshold,
     };
     let mut hasher = Hasher::default();

@@ -48,6 +48,10 @@ pub struct ExportArgs {
     /// Tiles per inference call (fixed in the graph).
     #[arg(long, default_value_t = 4)]
     batch: usize,
+    /// The model's name in its manifest (floodrt's messages and reports) [default: the run
+    /// folder's name].
+    #[arg(long)]
+    name: Option<String>,
     /// Also write the model without LoRA (same quantization, tile and batch): the base a
     /// device keeps and merges adapters into.
     #[arg(long, value_name = "BASE.onnx")]
@@ -103,12 +107,13 @@ pub fn run(args: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(read_signing_key)
         .transpose()?;
-    let name = args
-        .checkpoint
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("flood-model")
-        .to_string();
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.checkpoint
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("flood-model")
+            .to_string()
+    });
     let options = ExportOptions {
         name,
         batch: args.batch,

@@ -10,6 +10,7 @@ macro_rules! outln {
 }
 
 mod bench;
+mod cv;
 mod device;
 mod eval;
 mod export;
@@ -53,6 +54,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Train(train::TrainArgs),
+    Cv(cv::CvArgs),
     Eval(eval::EvalArgs),
     Export(export::ExportArgs),
     Keygen(keygen::KeygenArgs),
@@ -87,6 +89,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run(args, cli.quiet),
+        Command::Cv(args) => cv::run(args, cli.quiet),
         Command::Eval(args) => eval::run(args, cli.quiet),
         Command::Export(args) => export::run(args, cli.quiet),
         Command::Keygen(args) => keygen::run(args),

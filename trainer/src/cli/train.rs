@@ -9,7 +9,7 @@ use crate::model::clay::Preset;
 use crate::model::{Arm, LoraTarget};
 use crate::train::config::{DataSection, ModelSection, OptimSection, TrainConfig};
 use crate::train::evaluate::evaluate;
-use crate::train::fit::{load_chips, write_json, Trainer};
+use crate::train::fit::{load_chips, training_chips, write_json, Trainer};
 
 /// Fine-tune Clay on flood chips: frozen encoder, LoRA, or full fine-tuning.
 ///
@@ -89,6 +89,7 @@ fn config_from_args(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
                 train_chips: None,
                 valid_split: None,
                 valid_chips: None,
+                synthetic: None,
                 crop_px: 256,
                 augment: true,
             },
@@ -165,12 +166,10 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = config_from_args(&args)?;
     let device = args.device.device()?;
     let d = &config.data;
-    let train = load_chips(
-        &d.dir,
-        d.sensor,
-        d.train_split.as_deref(),
-        d.train_chips.as_deref(),
-    )?;
+    if !quiet && d.synthetic.is_some() {
+        eprintln!("drawing the synthetic scenes…");
+    }
+    let train = training_chips(&config)?;
     let has_valid = d.valid_split.is_some() || d.valid_chips.is_some();
     let valid = if has_valid {
         load_chips(
@@ -210,6 +209,11 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         bar.set_message(format!("loss {loss:.4} IoU {iou:.3}"));
     })?;
     bar.finish();
+    if let Some(path) = trainer.save_encoder()? {
+        if !quiet {
+            eprintln!("encoder under Clay's key names: {}", path.display());
+        }
+    }
     if !valid.is_empty() {
         let model = trainer.inference_model();
         let evaluation = evaluate(

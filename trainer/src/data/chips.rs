@@ -47,6 +47,21 @@ impl Sensor {
         }
     }
 
+    /// Per-band normalisation mean and std (Clay's `metadata.yaml`).
+    pub fn mean(self) -> &'static [f32] {
+        match self {
+            Sensor::S1 => &S1_MEAN,
+            Sensor::S2 => &S2_MEAN,
+        }
+    }
+
+    pub fn std(self) -> &'static [f32] {
+        match self {
+            Sensor::S1 => &S1_STD,
+            Sensor::S2 => &S2_STD,
+        }
+    }
+
     pub fn band_names(self) -> Vec<&'static str> {
         match self {
             Sensor::S1 => vec!["vv", "vh"],
@@ -58,10 +73,11 @@ impl Sensor {
 
     /// Picks the model's bands from a raster and normalises them; invalid pixels become NaN.
     fn normalise(self, raster: &raster::Raster, path: &Path) -> Result<Vec<f32>, ChipError> {
-        let (pick, mean, std): (Vec<usize>, &[f32], &[f32]) = match self {
-            Sensor::S1 => ((0..2).collect(), &S1_MEAN, &S1_STD),
-            Sensor::S2 => (S2_PICK.to_vec(), &S2_MEAN, &S2_STD),
+        let pick: Vec<usize> = match self {
+            Sensor::S1 => (0..2).collect(),
+            Sensor::S2 => S2_PICK.to_vec(),
         };
+        let (mean, std) = (self.mean(), self.std());
         let needed = pick.iter().max().map_or(0, |m| m + 1);
         if raster.bands < needed {
             return Err(ChipError::Bands {
@@ -143,6 +159,33 @@ pub struct Chip {
 }
 
 impl Chip {
+    /// A chip from Sentinel-1 VV and VH in dB (NaN invalid) and labels, normalised like S1Hand.
+    pub fn from_s1_db(
+        name: String,
+        event: String,
+        rows: usize,
+        cols: usize,
+        vv: &[f32],
+        vh: &[f32],
+        label: Vec<i8>,
+    ) -> Chip {
+        let (mean, std) = (Sensor::S1.mean(), Sensor::S1.std());
+        let image = [vv, vh]
+            .iter()
+            .enumerate()
+            .flat_map(|(b, band)| band.iter().map(move |&v| (v - mean[b]) / std[b]))
+            .collect();
+        Chip {
+            name,
+            event,
+            bands: 2,
+            rows,
+            cols,
+            image,
+            label,
+        }
+    }
+
     /// A pixel counts for loss and metrics when it is labelled and every band is finite.
     pub fn is_valid(&self, i: usize) -> bool {
         let n = self.rows * self.cols;

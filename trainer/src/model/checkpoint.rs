@@ -302,3 +302,121 @@ impl StateDict {
         Ok(())
     }
 }
+
+/// Writes an encoder under Clay's own key names (`model.encoder.…`, PyTorch layouts), as
+/// safetensors: `load_encoder` — and so every arm, and anyone's Clay tooling — reads it exactly
+/// like an official checkpoint. Used for the encoders floodtrain pretrains.
+pub fn save_encoder(encoder: &ClayEncoder, path: &Path) -> Result<(), CheckpointError> {
+    let write_err = |reason: String| CheckpointError::Read {
+        path: path.to_path_buf(),
+        reason: format!("cannot write: {reason}"),
+    };
+    let tensors = encoder_tensors(encoder);
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|view| (format!("model.encoder.{name}"), view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| write_err(e.to_string()))?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| write_err(e.to_string()))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| write_err(e.to_string()))
+}
+
+/// (Clay key without prefix, PyTorch shape, little-endian f32 bytes) for every encoder weight:
+/// the mirror of `StateDict::load_encoder`.
+fn encoder_tensors(encoder: &ClayEncoder) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut put = |name: String, tensor: TensorData| {
+        let shape = tensor.shape().to_vec();
+        let values: Vec<f32> = tensor
+            .convert_dtype(DType::F32)
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        out.push((
+            name,
+            shape,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+    };
+    // burn keeps Linear weights [in, out]; PyTorch [out, in].
+    let linear = |put: &mut dyn FnMut(String, TensorData), key: &str, l: &Linear| {
+        put(
+            format!("{key}.weight"),
+            l.weight.val().transpose().into_data(),
+        );
+        if let Some(b) = &l.bias {
+            put(format!("{key}.bias"), b.val().into_data());
+        }
+    };
+    let norm = |put: &mut dyn FnMut(String, TensorData), key: &str, n: &LayerNorm| {
+        put(format!("{key}.weight"), n.gamma.val().into_data());
+        if let Some(b) = &n.beta {
+            put(format!("{key}.bias"), b.val().into_data());
+        }
+    };
+    put("cls_token".into(), encoder.cls_token.val().into_data());
+    let pe = &encoder.patch_embedding;
+    linear(&mut put, "patch_embedding.fclayer.l1", &pe.fclayer.l1);
+    linear(&mut put, "patch_embedding.fclayer.l2", &pe.fclayer.l2);
+    let gen = &pe.weight_generator;
+    let g = "patch_embedding.weight_generator";
+    put(
+        format!("{g}.weight_tokens"),
+        gen.weight_tokens.val().into_data(),
+    );
+    put(format!("{g}.bias_token"), gen.bias_token.val().into_data());
+    linear(&mut put, &format!("{g}.fc_weight"), &gen.fc_weight);
+    linear(&mut put, &format!("{g}.fc_bias"), &gen.fc_bias);
+    let layer = format!("{g}.encoder.layers.0");
+    let enc = &gen.encoder;
+    put(
+        format!("{layer}.self_attn.in_proj_weight"),
+        enc.in_proj.weight.val().transpose().into_data(),
+    );
+    if let Some(b) = &enc.in_proj.bias {
+        put(
+            format!("{layer}.self_attn.in_proj_bias"),
+            b.val().into_data(),
+        );
+    }
+    linear(
+        &mut put,
+        &format!("{layer}.self_attn.out_proj"),
+        &enc.out_proj,
+    );
+    linear(&mut put, &format!("{layer}.linear1"), &enc.linear1);
+    linear(&mut put, &format!("{layer}.linear2"), &enc.linear2);
+    norm(&mut put, &format!("{layer}.norm1"), &enc.norm1);
+    norm(&mut put, &format!("{layer}.norm2"), &enc.norm2);
+    for (i, block) in encoder.blocks.iter().enumerate() {
+        let b = format!("transformer.layers.{i}");
+        norm(&mut put, &format!("{b}.0.norm"), &block.attn.norm);
+        // Clay fuses q|k|v; an encoder built with the thirds apart is joined back.
+        let qkv = match &block.attn.to_qkv {
+            Some(fused) => fused.weight.val(),
+            None => Tensor::cat(
+                [&block.attn.to_q, &block.attn.to_k, &block.attn.to_v]
+                    .into_iter()
+                    .flatten()
+                    .map(|l| l.weight.val())
+                    .collect(),
+                1,
+            ),
+        };
+        put(format!("{b}.0.to_qkv.weight"), qkv.transpose().into_data());
+        put(
+            format!("{b}.0.to_out.weight"),
+            block.attn.to_out.weight.val().transpose().into_data(),
+        );
+        norm(&mut put, &format!("{b}.1.net.0"), &block.ff.norm);
+        linear(&mut put, &format!("{b}.1.net.1"), &block.ff.fc1);
+        linear(&mut put, &format!("{b}.1.net.3"), &block.ff.fc2);
+    }
+    norm(&mut put, "transformer.norm", &encoder.norm);
+    out
+}

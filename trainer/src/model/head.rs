@@ -17,12 +17,16 @@ pub enum HeadKind {
     /// The paper's light "deconvolution" decoder: three stride-2 transposed convolutions
     /// (D→256→128→64, ReLU) back to full resolution and a 3×3 classifier.
     Deconv,
+    /// The same three ×2 transposed convolutions at half the widths (D→128→64→32): a quarter
+    /// of the decoder's compute, for small encoders and small boards.
+    DeconvLight,
     /// Clay v1.5's head: Conv3×3(D→512)+BN+ReLU, Conv3×3(512→512)+BN+ReLU,
     /// Conv3×3(512→64·8²), PixelShuffle(8), Conv3×3(64→classes).
     PixelShuffle,
 }
 
 const DECONV_WIDTHS: [usize; 3] = [256, 128, 64];
+const DECONV_LIGHT_WIDTHS: [usize; 3] = [128, 64, 32];
 
 #[derive(Module, Debug)]
 pub struct DeconvHead {
@@ -57,9 +61,14 @@ fn conv3x3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
 impl Head {
     pub fn new(kind: HeadKind, dim: usize, classes: usize, device: &Device) -> Self {
         match kind {
-            HeadKind::Deconv => {
+            HeadKind::Deconv | HeadKind::DeconvLight => {
+                let widths = if kind == HeadKind::Deconv {
+                    DECONV_WIDTHS
+                } else {
+                    DECONV_LIGHT_WIDTHS
+                };
                 let mut c_in = dim;
-                let up = DECONV_WIDTHS
+                let up = widths
                     .iter()
                     .map(|&c_out| {
                         let layer = ConvTranspose2dConfig::new([c_in, c_out], [2, 2])

@@ -204,3 +204,36 @@ fn lora_training_leaves_the_base_bit_identical() {
         "the head did not move"
     );
 }
+
+/// A pretrained encoder written under Clay's key names loads back through the official-
+/// checkpoint path with every weight where it was (fused and split q|k|v alike).
+#[test]
+fn an_encoder_saved_under_clay_names_loads_back_exactly() {
+    let device = Device::flex();
+    let encoder_config = config(Arm::Full, &[]).encoder;
+    let encoder = encoder_config.init(&device);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("encoder.safetensors");
+    super::checkpoint::save_encoder(&encoder, &path).unwrap();
+    for split in [false, true] {
+        let target = encoder_config.clone().with_split_qkv(split);
+        let loaded = super::checkpoint::StateDict::open(&path)
+            .unwrap()
+            .load_encoder(&target, &device)
+            .unwrap();
+        let pixels = Tensor::<4>::random([1, 2, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let metadata = Tensor::<2>::zeros([1, 8], &device);
+        let a = encoder
+            .forward(pixels.clone(), metadata.clone(), &[3.5, 4.0], 10.0)
+            .into_data();
+        let b = loaded
+            .forward(pixels, metadata, &[3.5, 4.0], 10.0)
+            .into_data();
+        a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-6));
+    }
+    let names = super::checkpoint::TensorFile::open(&path).unwrap();
+    assert!(names
+        .names()
+        .iter()
+        .any(|n| n == "model.encoder.transformer.layers.1.0.to_qkv.weight"));
+}

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::synthetic::SyntheticSection;
 use crate::data::Sensor;
 use crate::model::clay::{ClayEncoderConfig, Preset};
 use crate::model::{Arm, FloodModelConfig, HeadKind, LoraConfig, LoraTarget};
@@ -48,8 +49,12 @@ pub struct ModelSection {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// Sen1Floods11 layout: `S1Hand/`, `S2Hand/`, `LabelHand/`.
+    /// Sen1Floods11 layout: `S1Hand/`, `S2Hand/`, `LabelHand/` (training chips unless
+    /// `synthetic` is set; validation chips always).
+    #[serde(default)]
     pub dir: PathBuf,
+    /// Train on generated Sentinel-1 scenes instead of the folder's chips (pretraining).
+    pub synthetic: Option<SyntheticSection>,
     #[serde(default = "default_sensor")]
     pub sensor: Sensor,
     /// CSV of `S1Hand,LabelHand` file pairs to train on; without it, `train_chips` or every chip.
@@ -196,6 +201,23 @@ impl TrainConfig {
                 "data.crop_px {} must be a positive multiple of 8 (Clay's patch size)",
                 self.data.crop_px
             ));
+        }
+        if let Some(synthetic) = &self.data.synthetic {
+            if self.data.sensor != Sensor::S1 {
+                return bad(
+                    "data.synthetic draws Sentinel-1 scenes; set data.sensor = \"s1\"".into(),
+                );
+            }
+            if synthetic.scenes == 0 || synthetic.size < self.data.crop_px {
+                return bad(format!(
+                    "data.synthetic needs at least one scene of at least data.crop_px ({}) pixels",
+                    self.data.crop_px
+                ));
+            }
+        } else if self.data.dir.as_os_str().is_empty() {
+            return bad(
+                "data.dir is missing: the chip folder to train on (or set data.synthetic)".into(),
+            );
         }
         if self.model.arm == Arm::Lora {
             if self.model.lora_rank == 0 {

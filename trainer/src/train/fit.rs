@@ -32,6 +32,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 pub const STATE_FILE: &str = "state.json";
 pub const LOG_FILE: &str = "train.jsonl";
 pub const CONFIG_FILE: &str = "config.json";
+/// The trained encoder under Clay's key names, written by runs that train it (arm `full`).
+pub const ENCODER_FILE: &str = "encoder.safetensors";
 
 /// Progress of a run, saved with every checkpoint.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -76,6 +78,20 @@ pub fn load_chips(
     refs.iter()
         .map(|r| chips::load(r, sensor).with_context(|| format!("loading chip {}", r.name)))
         .collect()
+}
+
+/// The chips a run trains on: drawn scenes (`data.synthetic`) or the data folder's chips.
+pub fn training_chips(config: &TrainConfig) -> anyhow::Result<Vec<Chip>> {
+    let d = &config.data;
+    match &d.synthetic {
+        Some(section) => Ok(crate::data::synthetic::chips(section)),
+        None => load_chips(
+            &d.dir,
+            d.sensor,
+            d.train_split.as_deref(),
+            d.train_chips.as_deref(),
+        ),
+    }
 }
 
 /// Builds the model a config describes: encoder from its checkpoint (or random), arm, head.
@@ -267,6 +283,17 @@ impl Trainer {
             .save(&optim_path)
             .map_err(|e| anyhow::anyhow!("{}: {e:?}", optim_path.display()))?;
         write_json(&out.join(STATE_FILE), &self.state)
+    }
+
+    /// Writes the encoder under Clay's key names (`encoder.safetensors`) when this run trained
+    /// it, so later runs start from it with `model.checkpoint`.
+    pub fn save_encoder(&self) -> anyhow::Result<Option<PathBuf>> {
+        if self.model_config.arm != crate::model::Arm::Full {
+            return Ok(None);
+        }
+        let path = self.config.out.join(ENCODER_FILE);
+        crate::model::checkpoint::save_encoder(&self.model.valid().encoder, &path)?;
+        Ok(Some(path))
     }
 
     /// The model without autodiff, for evaluation.
