@@ -29,9 +29,9 @@ start=$(date +%s)
 "$bin/floodtrain" train --config trainer/configs/flood-adapt.toml --data "$data" --out "$out/adapt"
 echo "trained in $(( $(date +%s) - start )) s"
 "$bin/floodtrain" export --checkpoint "$out/adapt" --out "$out/flood-s1-v1.int8.onnx" \
-  --quantize int8 --tile 256 --batch 4 --name flood-s1-v1
+  --quantize int8 --tile 256 --batch 1 --name flood-s1-v1
 [ -f "$out/workstation.key" ] || "$bin/floodtrain" keygen --out "$out/workstation.key"
-"$bin/floodtrain" export --checkpoint "$out/adapt" --out "$out/merged-f32.onnx" --tile 256 --batch 4 --name flood-s1-v1 \
+"$bin/floodtrain" export --checkpoint "$out/adapt" --out "$out/merged-f32.onnx" --tile 256 --batch 1 --name flood-s1-v1 \
   --base-out "$out/base-f32.onnx" --adapter-out "$out/flood-s1-v1.flad" --signing-key "$out/workstation.key"
 sha256sum "$out/flood-s1-v1.int8.onnx"
 "$bin/floodrt" eval --data "$data" --model "$out/flood-s1-v1.int8.onnx"
