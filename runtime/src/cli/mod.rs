@@ -30,6 +30,10 @@ pub use model::{read_adapter, ModelArgs, PreparedModel};
 /// tract) on them in batches, blends the tiles back without seams and streams a georeferenced
 /// water mask to disk. Memory stays bounded however large the scene.
 ///
+/// Without `--model` it runs its built-in flood model, flood-s1-v1 (Sentinel-1 VV+VH in dB;
+/// `floodrt info` shows its card and honest scores); `--model embedded:vh-threshold` runs the
+/// plain VH < −20 dB baseline, `--model M.onnx` any exported model.
+///
 /// Start with `floodrt demo`, then `floodrt segment SCENE.tif -o mask.tif`.
 #[derive(Parser, Debug)]
 #[command(

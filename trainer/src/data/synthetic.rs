@@ -45,7 +45,8 @@ pub fn chips(section: &SyntheticSection) -> Vec<Chip> {
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
+            // A panic in the generator is a bug: pass it on rather than train on fewer scenes.
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     })
 }
