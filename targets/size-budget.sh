@@ -5,7 +5,7 @@
 # A glibc target with a version suffix (aarch64-unknown-linux-gnu.2.17) builds with cargo-zigbuild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-budget_bytes=$((24 * 1024 * 1024))   # 24 MiB; aarch64-musl measured 20,725,952 B on 2026-11-27
+budget_bytes=$((24 * 1024 * 1024))   # 24 MiB; aarch64-musl measured 21,577,008 B on 2026-11-30 (default model embedded)
 targets=${*:-aarch64-unknown-linux-musl}
 status=0
 for t in $targets; do
