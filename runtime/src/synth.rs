@@ -1,7 +1,7 @@
 //! The synthetic Sentinel-1 scene of `floodrt demo` and the scale benchmarks, drawn by
 //! `flood-synth` (the generator the trainer pretrains on) and written as a georeferenced
-//! GeoTIFF one tile at a time: every pixel is a pure function of (seed, x, y), so memory stays
-//! bounded whatever the scene's size.
+//! GeoTIFF one tile at a time: every pixel is a pure function of the scene and its (x, y), so
+//! memory stays bounded whatever the scene's size.
 
 use std::path::Path;
 

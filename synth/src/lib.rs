@@ -12,8 +12,8 @@
 //! (meandering rivers, plains flooded up to a level of low ground, lakes), and the look-alikes
 //! that fool a threshold: wind-roughened water and flooded forest (water, but bright), sand,
 //! roads and radar shadow (dark, but dry), bright town; no-data swath edges. Every pixel is a
-//! pure function of (seed, x, y), so a scene of any size renders window by window in bounded
-//! memory and is the same on every machine.
+//! pure function of the scene (seed and size) and its (x, y), so a scene of any size renders
+//! window by window in bounded memory and is the same on every machine.
 
 mod noise;
 mod render;
