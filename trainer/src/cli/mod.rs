@@ -34,6 +34,10 @@ use clap::{Parser, Subcommand};
 /// over-the-air updates the base plus a signed adapter; keys from `keygen`), and reaches a device
 /// running `floodrt serve` with `push`.
 ///
+/// Without official Clay weights, `train` pretrains an encoder on synthetic Sentinel-1 flood
+/// scenes (`[data.synthetic]`, see trainer/configs/flood-pretrain.toml) and saves it under
+/// Clay's key names; `cv` scores a recipe honestly, one held-out flood event at a time.
+///
 /// Start with `floodtrain params --preset large --mode lora --lora-rank 256` to size a run, or
 /// `floodtrain parity DIR` to check the encoder against PyTorch outputs.
 #[derive(Parser, Debug)]
