@@ -210,6 +210,7 @@ fn lora_training_leaves_the_base_bit_identical() {
 #[test]
 fn an_encoder_saved_under_clay_names_loads_back_exactly() {
     let device = Device::flex();
+    device.seed(7);
     let encoder_config = config(Arm::Full, &[]).encoder;
     let encoder = encoder_config.init(&device);
     let dir = tempfile::tempdir().unwrap();
@@ -229,7 +230,17 @@ fn an_encoder_saved_under_clay_names_loads_back_exactly() {
         let b = loaded
             .forward(pixels, metadata, &[3.5, 4.0], 10.0)
             .into_data();
-        a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-6));
+        // Layouts (a transposed view, thirds apart) change the summation order: float noise.
+        a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-5));
+        if !split {
+            // Every weight comes back with the same bits.
+            let (saved, back) = (param_values(&encoder), param_values(&loaded));
+            assert_eq!(saved.len(), back.len());
+            for ((path, x), (_, y)) in saved.iter().zip(&back) {
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(bits(x) == bits(y), "{path} changed on the way");
+            }
+        }
     }
     let names = super::checkpoint::TensorFile::open(&path).unwrap();
     assert!(names
