@@ -64,6 +64,7 @@ mod tests {
                 }
             }
         }
+        assert_eq!(scene.labels(0, 0, 96, 96), w.label);
     }
 
     /// On one surface, the linear intensity has unit mean (relative to the surface's level),

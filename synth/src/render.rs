@@ -66,8 +66,8 @@ impl Scene {
                 if let Some((mv, mh)) = self.mean_db(surface, x, y) {
                     vv[i] = (mv + 10.0 * speckle[0][i].log10()) as f32;
                     vh[i] = (mh + 10.0 * speckle[1][i].log10()) as f32;
-                    label[i] = surface.is_water() as i8;
                 }
+                label[i] = surface.label();
             }
         }
         Window {
@@ -77,6 +77,14 @@ impl Scene {
             vh,
             label,
         }
+    }
+
+    /// The labels of a window alone (1 water, 0 not water, −1 no data), as `render` gives
+    /// them, without the cost of drawing the radar image.
+    pub fn labels(&self, x0: i64, y0: i64, rows: usize, cols: usize) -> Vec<i8> {
+        (0..rows as i64)
+            .flat_map(|r| (0..cols as i64).map(move |c| self.surface(x0 + c, y0 + r).label()))
+            .collect()
     }
 
     /// Unit-mean correlated speckle intensity for one band over a window.

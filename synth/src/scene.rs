@@ -41,6 +41,14 @@ impl Surface {
             Surface::OpenWater | Surface::RoughWater | Surface::FloodedVegetation
         )
     }
+
+    /// The label a hand labeller gives it: 1 water, 0 not water, −1 no data.
+    pub fn label(self) -> i8 {
+        match self {
+            Surface::NoData => -1,
+            s => s.is_water() as i8,
+        }
+    }
 }
 
 /// A meandering river: a centre line along `angle` whose sideways offset is a sum of sines.

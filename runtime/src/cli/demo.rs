@@ -117,8 +117,8 @@ fn score_against_truth(
     for y in (0..height).step_by(256) {
         let rows = 256.min(height - y);
         let predicted = mask_scene.read_window(y, 0, rows, width)?;
-        let truth = synth.scene.render(0, y as i64, rows, width);
-        for (m, &label) in predicted.band(0).iter().zip(&truth.label) {
+        let truth = synth.scene.labels(0, y as i64, rows, width);
+        for (m, &label) in predicted.band(0).iter().zip(&truth) {
             let m = if m.is_nan() { NODATA } else { *m as u8 };
             if m != NODATA && label >= 0 {
                 confusion.add_pixel(m == 1, label == 1);

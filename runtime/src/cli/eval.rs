@@ -209,7 +209,6 @@ fn evaluate_chip(
         .map(|&v| if v.is_nan() { -1 } else { v as i16 })
         .collect();
     let confusion = count(&memory.mask, &label);
-    let water = memory.mask.iter().filter(|&&m| m == 1).count();
     let fragments = Fragments::of_mask(&memory.mask, scene.width());
     Ok(ChipResult {
         fragments,
@@ -217,7 +216,7 @@ fn evaluate_chip(
         chip: chip.to_string(),
         confusion,
         scores: confusion.scores(),
-        water_fraction_pred: water as f64 / memory.mask.len().max(1) as f64,
+        water_fraction_pred: fragments.water_px as f64 / memory.mask.len().max(1) as f64,
         mask: memory.mask,
     })
 }

@@ -90,16 +90,26 @@ impl Sensor {
         for (i, &b) in pick.iter().enumerate() {
             // S2Hand marks no data with 0 in every band.
             let is_missing = |v: f32| !v.is_finite() || (self == Sensor::S2 && v == 0.0);
-            out.extend(raster.band(b).iter().map(|&v| {
-                if is_missing(v) {
-                    f32::NAN
-                } else {
-                    (v - mean[i]) / std[i]
-                }
-            }));
+            out.extend(normalised(raster.band(b), mean[i], std[i], is_missing));
         }
         Ok(out)
     }
+}
+
+/// One band in Clay's normalisation, `(v − mean) / std`; missing samples become NaN.
+fn normalised<'a>(
+    values: &'a [f32],
+    mean: f32,
+    std: f32,
+    is_missing: impl Fn(f32) -> bool + 'a,
+) -> impl Iterator<Item = f32> + 'a {
+    values.iter().map(move |&v| {
+        if is_missing(v) {
+            f32::NAN
+        } else {
+            (v - mean) / std
+        }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +183,7 @@ impl Chip {
         let image = [vv, vh]
             .iter()
             .enumerate()
-            .flat_map(|(b, band)| band.iter().map(move |&v| (v - mean[b]) / std[b]))
+            .flat_map(|(b, band)| normalised(band, mean[b], std[b], |v| !v.is_finite()))
             .collect();
         Chip {
             name,

@@ -15,7 +15,7 @@ use burn::tensor::Device;
 use crate::data::Chip;
 use crate::model::Arm;
 use crate::train::config::TrainConfig;
-use crate::train::evaluate::{chip_confusion, predict_chip};
+use crate::train::evaluate::evaluate;
 use crate::train::fit::{write_json, Trainer};
 use crate::train::metrics::{Confusion, Evaluation};
 
@@ -98,28 +98,23 @@ pub fn run_fold(
             return Ok(saved.evaluation());
         }
     }
-    let train: Vec<Chip> = pool.iter().filter(|c| c.event != event).cloned().collect();
-    let held_out: Vec<&Chip> = pool.iter().filter(|c| c.event == event).collect();
+    let (held_out, train): (Vec<Chip>, Vec<Chip>) =
+        pool.iter().cloned().partition(|c| c.event == event);
     anyhow::ensure!(
         !train.is_empty(),
         "fold {event}: no chips of other events to train on"
     );
     let mut trainer = Trainer::new(config.clone(), true, &device.clone().autodiff())?;
     trainer.fit(&train, on_step)?;
-    let model = trainer.inference_model();
-    let kind = config.model.loss;
-    let mut evaluation = Evaluation::default();
-    for chip in held_out {
-        let prob = predict_chip(
-            &model,
-            chip,
-            config.data.crop_px,
-            config.optim.batch,
-            kind,
-            device,
-        );
-        evaluation.add_chip(&chip.name, &chip.event, chip_confusion(chip, &prob));
-    }
+    let evaluation = evaluate(
+        &trainer.inference_model(),
+        &held_out,
+        config.data.crop_px,
+        config.optim.batch,
+        config.model.loss,
+        device,
+        |_, _| {},
+    );
     let result = FoldResult::of(&evaluation);
     write_json(&done, &result)?;
     Ok(evaluation)
