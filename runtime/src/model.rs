@@ -38,9 +38,29 @@ pub struct ModelSpec {
     pub profile: Option<String>,
 }
 
+/// What a device reports of the adapter merged into its model.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MergedAdapter {
+    pub version: u64,
+    /// The signing key, as its 16-hex-digit id.
+    pub key_id: String,
+    /// None: the adapter carried no health-check values (merged without a check).
+    pub health: Option<HealthCheck>,
+}
+
+/// A passed health check: the merged model's outputs against the trainer's.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HealthCheck {
+    /// Largest |device − trainer| of any block mean.
+    pub max_difference: f32,
+    pub tolerance: f32,
+}
+
 /// A model loaded, checked against its manifest and prepared to run.
 pub struct PreparedModel {
     pub file: ModelFile,
+    /// The adapter merged into `file`, if any.
+    pub adapter: Option<MergedAdapter>,
     pub stripe_px: usize,
     pub manifest: Manifest,
     pub engine: Engine,
@@ -99,8 +119,11 @@ pub fn read_adapter(path: &Path, trust: &Path) -> anyhow::Result<Verified> {
 }
 
 impl ModelSpec {
-    pub fn load_file_and_manifest(&self) -> anyhow::Result<(ModelFile, Manifest)> {
+    pub fn load_file_and_manifest(
+        &self,
+    ) -> anyhow::Result<(ModelFile, Manifest, Option<MergedAdapter>)> {
         let (mut file, mut manifest) = load_model(self.model.as_deref(), self.manifest.as_deref())?;
+        let mut merged = None;
         if let (Some(adapter), Some(trust)) = (&self.adapter, &self.trust) {
             let verified = read_adapter(adapter, trust)?;
             file = file
@@ -116,6 +139,7 @@ impl ModelSpec {
             if self.manifest.is_none() {
                 manifest = file.embedded_manifest()?;
             }
+            let mut health = None;
             match (&verified.adapter().health, &manifest) {
                 (Some(expected), Some(manifest)) => {
                     let config = EngineConfig {
@@ -131,12 +155,21 @@ impl ModelSpec {
                         "health check passed: largest block-mean difference {diff:.2e} (tolerance {:.0e})",
                         expected.tolerance
                     );
+                    health = Some(HealthCheck {
+                        max_difference: diff,
+                        tolerance: expected.tolerance,
+                    });
                 }
                 _ => log::warn!(
                     "{}: carries no health-check values; merged without a health check",
                     adapter.display()
                 ),
             }
+            merged = Some(MergedAdapter {
+                version: verified.adapter().version,
+                key_id: verified.signer().to_string(),
+                health,
+            });
         }
         let manifest = manifest.with_context(|| {
             format!(
@@ -144,11 +177,11 @@ impl ModelSpec {
                 file.source
             )
         })?;
-        Ok((file, manifest))
+        Ok((file, manifest, merged))
     }
 
     pub fn prepare(&self) -> anyhow::Result<PreparedModel> {
-        let (file, manifest) = self.load_file_and_manifest()?;
+        let (file, manifest, adapter) = self.load_file_and_manifest()?;
         let profile = self
             .profile
             .as_deref()
@@ -200,6 +233,7 @@ impl ModelSpec {
         Ok(PreparedModel {
             stripe_px: self.stripe_px(&engine),
             file,
+            adapter,
             manifest,
             engine,
             budget,

@@ -59,6 +59,35 @@ impl Stats {
     }
 }
 
+/// The JSON report of a finished run: what ran, on what, what it found, what it cost.
+pub fn scene_report(
+    scene_path: &std::path::Path,
+    scene: &Scene,
+    prepared: &crate::model::PreparedModel,
+    cfg: &SegmentConfig,
+    stats: &Stats,
+    plan: &crate::budget::MemoryPlan,
+    outputs: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "scene": scene_path.display().to_string(),
+        "model": { "name": prepared.manifest.name, "source": prepared.file.source, "sha256": prepared.file.digest.to_hex() },
+        "adapter": &prepared.adapter,
+        "crs_epsg": scene.epsg(),
+        "tile_px": prepared.engine.config.tile_px,
+        "overlap_px": cfg.overlap_px,
+        "batch": prepared.engine.config.batch,
+        "threads": prepared.engine.config.threads,
+        "stats": stats,
+        "water_fraction": stats.water_fraction(),
+        "nodata_fraction": stats.nodata_fraction(),
+        "peak_rss_mib": crate::budget::peak_rss_bytes().map(|b| b as f64 / 1048576.0),
+        "memory_plan": plan,
+        "max_memory_bytes": prepared.budget,
+        "outputs": outputs,
+    })
+}
+
 pub fn segment(
     scene: &Scene,
     engine: &Engine,

@@ -13,3 +13,4 @@ mod eval;
 mod golden;
 mod scene_formats;
 mod segment;
+mod serve_http;

@@ -167,7 +167,7 @@ fn model_args(model: &Path, adapter: Option<(&Path, &Path)>) -> ModelArgs {
 }
 
 fn tract(args: &ModelArgs, input: Vec<f32>) -> Vec<f32> {
-    let (file, manifest) = args.spec().load_file_and_manifest().unwrap();
+    let (file, manifest, _) = args.spec().load_file_and_manifest().unwrap();
     let config = EngineConfig {
         tile_px: manifest.input.tile_px as usize,
         batch: manifest.input.batch as usize,

@@ -294,12 +294,15 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
     .unwrap();
 
     let store = store_with(d, "device", &d.join("v3-base.onnx"));
-    let device = Device::open("drone-2", &store, &d.join("ws.key.pub"), 2).unwrap();
+    let device = Device::open("drone-2", &store, &d.join("ws.key.pub"), 2)
+        .unwrap()
+        .with_jobs(&jobs)
+        .unwrap();
     let config = ServeConfig {
         max_connections: 4,
         idle_timeout: Duration::from_secs(1),
         frame_timeout: Duration::from_secs(5),
-        jobs_dir: Some(jobs.clone()),
+        http: None,
     };
     let server = Server::bind("127.0.0.1:0", device, config).unwrap();
     let addr = server.local_addr().unwrap();
@@ -437,7 +440,7 @@ fn device_process() {
         max_connections: 2,
         idle_timeout: std::time::Duration::from_secs(30),
         frame_timeout: std::time::Duration::from_secs(30),
-        jobs_dir: None,
+        http: None,
     };
     let server = Server::bind("127.0.0.1:0", device, config).unwrap();
     let tmp = format!("{}.tmp", parts[2]);

@@ -70,7 +70,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     segment::run(segment_args, quiet)?;
     let png = args.out.join("quicklook.png");
-    write_quicklook(&scene_path, &mask_path, &png)?;
+    crate::sink::quicklook::write(&scene_path, &mask_path, &png)?;
     let (confusion, fragments) = score_against_truth(&synth, &mask_path)?;
     let score_path = args.out.join("score.json");
     std::fs::write(
@@ -127,40 +127,4 @@ fn score_against_truth(
         }
     }
     Ok((confusion, Fragments::of_mask(&mask, width)))
-}
-
-/// An RGB picture at most 1024 px wide: radar VV as grey, water in blue, no data black.
-/// Reads one output row band at a time, by windows.
-pub fn write_quicklook(scene_path: &Path, mask_path: &Path, png_path: &Path) -> anyhow::Result<()> {
-    let scene = Scene::open(scene_path, 16 << 20)?;
-    let mask = Scene::open(mask_path, 16 << 20)?;
-    let step = scene.width().div_ceil(1024).max(1);
-    let (w, h) = (scene.width().div_ceil(step), scene.height().div_ceil(step));
-    let mut rgb = Vec::with_capacity(w * h * 3);
-    for oy in 0..h {
-        let y = oy * step;
-        let radar = scene.read_window(y, 0, 1, scene.width())?;
-        let water = mask.read_window(y, 0, 1, mask.width())?;
-        for ox in 0..w {
-            let x = ox * step;
-            let vv = radar.band(0)[x];
-            let m = water.band(0)[x];
-            let grey = (((vv + 25.0) / 25.0).clamp(0.0, 1.0) * 255.0) as u8;
-            let px = if m.is_nan() || !vv.is_finite() {
-                [0, 0, 0]
-            } else if m == 1.0 {
-                [20, 90, 220]
-            } else {
-                [grey, grey, grey]
-            };
-            rgb.extend_from_slice(&px);
-        }
-    }
-    let file = std::fs::File::create(png_path)
-        .with_context(|| format!("cannot create {}", png_path.display()))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.write_header()?.write_image_data(&rgb)?;
-    Ok(())
 }

@@ -8,11 +8,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{progress_bar, ModelArgs};
-use crate::budget::peak_rss_bytes;
-use crate::pipeline::{segment, SegmentConfig, Stats};
+use crate::pipeline::{scene_report, segment, SegmentConfig, Stats};
 use crate::sink::geojson::GeoJsonSink;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
-use crate::sink::RowSink;
+use crate::sink::{write_atomically, RowSink};
 
 /// Map water in a scene: GeoTIFF mask, probability raster, GeoJSON polygons, flooded km².
 #[derive(Args, Debug)]
@@ -78,22 +77,8 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     for sink in sinks {
         sink.finish()?;
     }
-    let report = serde_json::json!({
-        "scene": args.scene.display().to_string(),
-        "model": { "name": prepared.manifest.name, "source": prepared.file.source, "sha256": prepared.file.digest.to_hex() },
-        "crs_epsg": scene.epsg(),
-        "tile_px": prepared.engine.config.tile_px,
-        "overlap_px": cfg.overlap_px,
-        "batch": prepared.engine.config.batch,
-        "threads": prepared.engine.config.threads,
-        "stats": &stats,
-        "water_fraction": stats.water_fraction(),
-        "nodata_fraction": stats.nodata_fraction(),
-        "peak_rss_mib": peak_rss_bytes().map(|b| b as f64 / 1048576.0),
-        "memory_plan": &plan,
-        "max_memory_bytes": prepared.budget,
-        "outputs": { "mask": &args.output, "probability": &args.probability, "vector": &args.vector },
-    });
+    let outputs = serde_json::json!({ "mask": &args.output, "probability": &args.probability, "vector": &args.vector });
+    let report = scene_report(&args.scene, &scene, &prepared, &cfg, &stats, &plan, outputs);
     if let Some(path) = &args.report {
         write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
@@ -115,13 +100,4 @@ pub(crate) fn summary_line(stats: &Stats, output: &Path) -> String {
         stats.seconds,
         output.display()
     )
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it into place.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut tmp = crate::sink::temp_beside(path)?;
-    tmp.write_all(bytes)?;
-    crate::sink::publish(tmp, path)?;
-    Ok(())
 }

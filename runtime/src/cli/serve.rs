@@ -1,4 +1,5 @@
-//! `floodrt serve`: take adapters over the air and segmentation jobs, on one TCP port.
+//! `floodrt serve`: take adapters over the air and segmentation jobs on one TCP port, and
+//! show the ground-station page on another when asked.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::ota::server::{ServeConfig, Server};
+use crate::ota::web::HttpConfig;
 use crate::ota::Device;
 
 /// Serve over-the-air adapter updates and segmentation jobs (for `floodtrain push`).
@@ -17,7 +19,13 @@ use crate::ota::Device;
 /// check pass; it is then stored durably and switched to without a restart. A power cut at any
 /// point leaves the old or the new adapter active, never neither.
 ///
-/// Example: floodrt serve --listen 0.0.0.0:7878 --store /var/lib/flood --trust keys.pub --jobs /data
+/// With --http, an operator on the local network opens the device's page in a browser (laptop
+/// or phone, no internet needed): the model and active adapter, its health check, free disk,
+/// the jobs with their progress, water km², quicklooks and downloads, and a button that starts
+/// a job on a scene of the --jobs folder. The page cannot upload adapters or reach any other
+/// file; `/api/status` and `/api/jobs` serve the same figures as JSON for scripts.
+///
+/// Example: floodrt serve --listen 0.0.0.0:7878 --store /var/lib/flood --trust keys.pub --jobs /data --http wlan0:8080
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address and port to listen on (port 0: any free port, printed on start).
@@ -29,9 +37,18 @@ pub struct ServeArgs {
     /// Public keys whose adapters are accepted, one hex key per line.
     #[arg(long, value_name = "KEYS")]
     pub trust: PathBuf,
-    /// Folder for segmentation jobs: requests name a scene and an output inside it.
+    /// Folder for segmentation jobs: requests name a scene and an output inside it; jobs
+    /// started from the page write into DIR/results/.
     #[arg(long, value_name = "DIR")]
     pub jobs: Option<PathBuf>,
+    /// Serve the ground-station page here: ADDR:PORT (0.0.0.0:8080 for every interface), a
+    /// PORT alone (loopback only), or INTERFACE:PORT (e.g. wlan0:8080). Off when absent:
+    /// nothing then listens for HTTP.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Page connections served at once (a browser opens several); more are closed at once.
+    #[arg(long, default_value_t = 16)]
+    pub http_max_connections: usize,
     /// Name the device reports in its status.
     #[arg(long, default_value = "floodrt")]
     pub id: String,
@@ -50,16 +67,26 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let device = Device::open(&args.id, &args.store, &args.trust, args.threads.max(1))?;
+    let mut device = Device::open(&args.id, &args.store, &args.trust, args.threads.max(1))?;
+    if let Some(dir) = &args.jobs {
+        device = device.with_jobs(dir)?;
+    }
     let config = ServeConfig {
         max_connections: args.max_connections,
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         frame_timeout: Duration::from_secs(args.frame_timeout.max(1)),
-        jobs_dir: args.jobs,
+        http: args.http.map(|listen| HttpConfig {
+            listen,
+            max_connections: args.http_max_connections,
+            header_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        }),
     };
     let server = Server::bind(&args.listen, device, config)?;
-    // On stderr even when quiet: scripts and tests read the port from it.
+    // On stderr even when quiet: scripts and tests read the ports from it.
     eprintln!("floodrt serve: listening on {}", server.local_addr()?);
+    if let Some(addr) = server.http_addr()? {
+        eprintln!("floodrt serve: ground-station page on http://{addr}/");
+    }
     server.run()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,18 +10,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flood_models::adapter::{self, Adapter, Header};
 use flood_models::protocol::{DeviceStatus, JobResult, Response, STATUS_RESULTS};
 use flood_models::sign::TrustedKeys;
 use flood_models::{Digest, Hasher};
 
+use super::jobs::{Job, JobBoard, Origin, Outcome, Outputs};
 use super::store::{slot_version, Store};
-use crate::model::{ModelSpec, PreparedModel, DEFAULT_OVERLAP_PX};
-use crate::pipeline::{segment, SegmentConfig};
+use crate::model::{HealthCheck, ModelSpec, PreparedModel, DEFAULT_OVERLAP_PX};
+use crate::pipeline::{scene_report, segment, SegmentConfig};
+use crate::sink::geojson::GeoJsonSink;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
-use crate::sink::{MaskRow, RowSink};
+use crate::sink::{quicklook, write_atomically, MaskRow, RowSink};
 
 /// The model in use and the adapter version merged into it.
 pub struct Loaded {
@@ -44,8 +46,11 @@ pub struct Device {
     current: RwLock<Arc<Loaded>>,
     offers: Mutex<HashMap<Digest, Offer>>,
     results: Mutex<VecDeque<JobResult>>,
+    jobs: JobBoard,
     /// One commit at a time.
     installing: Mutex<()>,
+    started: Instant,
+    started_unix: u64,
 }
 
 fn refused(reason: impl std::fmt::Display) -> Response {
@@ -97,8 +102,21 @@ impl Device {
             current: RwLock::new(Arc::new(loaded)),
             offers: Mutex::default(),
             results: Mutex::default(),
+            jobs: JobBoard::open(None)?,
             installing: Mutex::default(),
+            started: Instant::now(),
+            started_unix: unix_seconds(SystemTime::now()).unwrap_or(0),
         })
+    }
+
+    /// Takes segmentation jobs on scenes in `dir` (`floodrt serve --jobs DIR`).
+    pub fn with_jobs(mut self, dir: &Path) -> anyhow::Result<Device> {
+        self.jobs = JobBoard::open(Some(dir))?;
+        Ok(self)
+    }
+
+    pub fn jobs(&self) -> &JobBoard {
+        &self.jobs
     }
 
     /// The model new jobs get.
@@ -257,28 +275,189 @@ impl Device {
         Ok(version)
     }
 
-    /// Segments `scene` (a path on the device) into the mask file `output` with the model in
-    /// use when the job starts.
-    pub fn segment(&self, scene: &Path, output: &Path) -> Response {
-        let loaded = self.current();
-        let start = Instant::now();
-        match run_job(&loaded, scene, output) {
-            Ok((water_fraction, mask_sha256)) => {
-                let result = JobResult {
-                    adapter: loaded.adapter,
-                    water_fraction,
-                    mask_sha256,
-                    millis: start.elapsed().as_millis() as u64,
-                };
-                if let Ok(mut results) = self.results.lock() {
-                    results.push_front(result.clone());
-                    results.truncate(STATUS_RESULTS);
-                }
-                Response::Segmented(result)
-            }
-            Err(e) => refused(format!("{e:#}")),
+    /// An OTA job: segments `scene` into the mask file `output`, both names inside the jobs
+    /// folder.
+    pub fn segment_job(&self, scene: &str, output: &str) -> Response {
+        let paths = self
+            .jobs
+            .resolve_scene(scene)
+            .and_then(|s| Ok((s, self.jobs.resolve_output(output)?)));
+        match paths {
+            Ok((scene_path, output)) => self.segment_named(scene, &scene_path, &output),
+            Err(e) => refused(e),
         }
     }
+
+    /// Segments `scene` (a path on the device) into the mask file `output` with the model in
+    /// use when the job starts, after the jobs queued before it.
+    pub fn segment(&self, scene: &Path, output: &Path) -> Response {
+        let name = scene.file_name().map_or_else(
+            || scene.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        self.segment_named(&name, scene, output)
+    }
+
+    fn segment_named(&self, name: &str, scene: &Path, output: &Path) -> Response {
+        let outputs = Outputs {
+            mask: output.to_path_buf(),
+            ..Outputs::default()
+        };
+        let job = self
+            .jobs
+            .queue(name, scene.to_path_buf(), Origin::Ota, |_| Ok(outputs));
+        match job.map(|job| self.run(&job)) {
+            Ok(Ok(result)) => Response::Segmented(result),
+            Ok(Err(e)) => refused(format!("{e:#}")),
+            Err(e) => refused(e),
+        }
+    }
+
+    /// Runs a queued job (waiting for the one before it) with the model in use when it
+    /// starts; a model switch during the run does not touch it.
+    pub fn run(&self, job: &Job) -> anyhow::Result<JobResult> {
+        let mut mask_sha256 = None;
+        let start = Instant::now();
+        let outcome = self.jobs.run(job, |job| {
+            let (outcome, digest) = run_job(&self.current(), job)?;
+            mask_sha256 = Some(digest);
+            Ok(outcome)
+        })?;
+        let mask_sha256 =
+            mask_sha256.ok_or_else(|| anyhow::anyhow!("job {} left no mask digest", job.id))?;
+        let result = JobResult {
+            adapter: outcome.adapter,
+            water_fraction: outcome.stats.water_fraction(),
+            mask_sha256,
+            millis: start.elapsed().as_millis() as u64,
+        };
+        if let Ok(mut results) = self.results.lock() {
+            results.push_front(result.clone());
+            results.truncate(STATUS_RESULTS);
+        }
+        Ok(result)
+    }
+
+    /// What the ground-station page shows of the device.
+    pub fn view(&self) -> DeviceView {
+        let current = self.current();
+        let model = &current.model;
+        let pointer = self.store.pointer().unwrap_or_default();
+        let installed_at = pointer
+            .active
+            .as_deref()
+            .and_then(|name| std::fs::metadata(self.store.adapter_path(name)).ok())
+            .and_then(|m| m.modified().ok())
+            .and_then(unix_seconds);
+        let adapter = model.adapter.as_ref().map(|a| AdapterView {
+            version: a.version,
+            key_id: a.key_id.clone(),
+            installed_at,
+            health: a.health.clone(),
+        });
+        let mut disk = vec![DiskView::of("store", &self.store.base_path())];
+        if let Some(dir) = self.jobs.dir() {
+            disk.push(DiskView::of("jobs", dir));
+        }
+        let (running, queued) = self.jobs.pending();
+        DeviceView {
+            device_id: self.id.clone(),
+            floodrt_version: env!("CARGO_PKG_VERSION"),
+            started_at: self.started_unix,
+            uptime_s: self.started.elapsed().as_secs(),
+            model: ModelView {
+                name: model.manifest.name.clone(),
+                source: model.file.source.clone(),
+                bands: model.manifest.input.bands.clone(),
+                tile_px: model.engine.config.tile_px,
+                base_sha256: self.base_sha256.to_hex(),
+                sha256: model.file.digest.to_hex(),
+            },
+            adapter,
+            previous_adapter: pointer.previous.as_deref().and_then(slot_version),
+            disk: disk.into_iter().flatten().collect(),
+            jobs: JobsView {
+                accepting: self.jobs.dir().is_some(),
+                running,
+                queued,
+            },
+        }
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> Option<u64> {
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// The device as `/api/status` reports it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceView {
+    pub device_id: String,
+    pub floodrt_version: &'static str,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub uptime_s: u64,
+    pub model: ModelView,
+    /// None: the base model alone.
+    pub adapter: Option<AdapterView>,
+    /// The adapter kept to roll back to.
+    pub previous_adapter: Option<u64>,
+    pub disk: Vec<DiskView>,
+    pub jobs: JobsView,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ModelView {
+    pub name: String,
+    pub source: String,
+    pub bands: Vec<String>,
+    pub tile_px: usize,
+    /// The base the adapters are merged into.
+    pub base_sha256: String,
+    /// The model in use (base with the adapter merged).
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterView {
+    pub version: u64,
+    pub key_id: String,
+    /// Unix seconds; None if the store cannot tell.
+    pub installed_at: Option<u64>,
+    /// None: the adapter carried no health-check values.
+    pub health: Option<HealthCheck>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DiskView {
+    /// `store` or `jobs`.
+    pub what: &'static str,
+    pub path: String,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl DiskView {
+    /// The file system holding `path`; None where it cannot be read.
+    fn of(what: &'static str, path: &Path) -> Option<DiskView> {
+        let dir = if path.is_dir() { path } else { path.parent()? };
+        let fs = nix::sys::statvfs::statvfs(dir).ok()?;
+        let block = fs.fragment_size() as u64;
+        Some(DiskView {
+            what,
+            path: dir.display().to_string(),
+            free_bytes: (fs.blocks_available() as u64).saturating_mul(block),
+            total_bytes: (fs.blocks() as u64).saturating_mul(block),
+        })
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobsView {
+    /// False: started without --jobs.
+    pub accepting: bool,
+    pub running: usize,
+    pub queued: usize,
 }
 
 /// The base, with adapter file `adapter` merged and health-checked when given.
@@ -327,9 +506,12 @@ impl RowSink for MaskDigest<'_> {
     }
 }
 
-fn run_job(loaded: &Loaded, scene_path: &Path, output: &Path) -> anyhow::Result<(f64, Digest)> {
+/// Segments a job's scene into its outputs with `loaded`: the mask (hashed as it is written),
+/// and for page jobs the polygons, the report and the quicklook.
+fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<(Outcome, Digest)> {
     let model = &loaded.model;
-    let (scene, _plan) = model.open_scene(scene_path)?;
+    let out = &job.outputs;
+    let (scene, plan) = model.open_scene(&job.scene_path)?;
     let cfg = SegmentConfig {
         overlap_px: DEFAULT_OVERLAP_PX.min(model.engine.config.tile_px / 4),
         stripe_px: model.stripe_px,
@@ -340,21 +522,36 @@ fn run_job(loaded: &Loaded, scene_path: &Path, output: &Path) -> anyhow::Result<
     let mut hasher = Hasher::default();
     let stats = {
         let mut sinks: Vec<Box<dyn RowSink + '_>> = vec![
-            Box::new(GeoTiffSink::create(output, &scene, Layer::Mask, false)?),
+            Box::new(GeoTiffSink::create(&out.mask, &scene, Layer::Mask, false)?),
             Box::new(MaskDigest(&mut hasher)),
         ];
+        if let Some(path) = &out.vector {
+            sinks.push(Box::new(GeoJsonSink::create(path, &scene)?));
+        }
         let stats = segment(
             &scene,
             &model.engine,
             &model.manifest,
             &cfg,
             &mut sinks,
-            &indicatif::ProgressBar::hidden(),
+            job.progress(),
         )?;
         for sink in sinks {
             sink.finish()?;
         }
         stats
     };
-    Ok((stats.water_fraction(), hasher.finish()))
+    if let Some(path) = &out.report {
+        let outputs = serde_json::json!({ "mask": &out.mask, "vector": &out.vector, "quicklook": &out.quicklook });
+        let report = scene_report(&job.scene_path, &scene, model, &cfg, &stats, &plan, outputs);
+        write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    if let Some(path) = &out.quicklook {
+        quicklook::write(&job.scene_path, &out.mask, path)?;
+    }
+    let outcome = Outcome {
+        adapter: loaded.adapter,
+        stats,
+    };
+    Ok((outcome, hasher.finish()))
 }

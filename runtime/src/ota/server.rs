@@ -1,5 +1,6 @@
 //! `floodrt serve`'s network side (tokio): length-prefixed postcard frames over TCP, one
-//! request → one response, handed to [`Device`] off the network threads.
+//! request → one response, handed to [`Device`] off the network threads; and, when asked,
+//! the ground-station page ([`super::web`]) on a second port of the same runtime.
 //!
 //! Bounded against hostile peers: at most `max_connections` at once (more are closed at
 //! once), a frame header must come within the idle timeout and its body within the frame
@@ -8,7 +9,6 @@
 //! per connection.
 
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,14 +27,15 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// How long one frame may take to arrive once its header has.
     pub frame_timeout: Duration,
-    /// Segmentation jobs name scenes and outputs inside this folder only.
-    pub jobs_dir: Option<PathBuf>,
+    /// The ground-station page; None: nothing listens for HTTP.
+    pub http: Option<super::web::HttpConfig>,
 }
 
 /// A bound server, ready to run.
 pub struct Server {
     runtime: tokio::runtime::Runtime,
     listener: TcpListener,
+    http: Option<(TcpListener, super::web::HttpConfig)>,
     device: Arc<Device>,
     config: ServeConfig,
 }
@@ -48,9 +49,20 @@ impl Server {
         let listener = runtime
             .block_on(TcpListener::bind(addr))
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let http = match &config.http {
+            Some(http) => {
+                let addr = super::web::resolve_listen_addr(&http.listen)?;
+                let listener = runtime.block_on(TcpListener::bind(addr)).map_err(|e| {
+                    anyhow::anyhow!("cannot serve the page on {} ({addr}): {e}", http.listen)
+                })?;
+                Some((listener, http.clone()))
+            }
+            None => None,
+        };
         Ok(Server {
             runtime,
             listener,
+            http,
             device: Arc::new(device),
             config,
         })
@@ -60,14 +72,27 @@ impl Server {
         Ok(self.listener.local_addr()?)
     }
 
+    /// Where the page is served; None without `--http`.
+    pub fn http_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        Ok(self
+            .http
+            .as_ref()
+            .map(|(l, _)| l.local_addr())
+            .transpose()?)
+    }
+
     /// Serves until the process ends.
     pub fn run(self) -> anyhow::Result<()> {
         let Server {
             runtime,
             listener,
+            http,
             device,
             config,
         } = self;
+        if let Some((http_listener, http)) = http {
+            runtime.spawn(super::web::serve(http_listener, device.clone(), http));
+        }
         runtime.block_on(accept_loop(listener, device, Arc::new(config)))
     }
 }
@@ -134,8 +159,8 @@ async fn connection(
         let (response, close) = match request {
             Ok(request) => {
                 let device = device.clone();
-                let jobs = config.jobs_dir.clone();
-                let response = tokio::task::spawn_blocking(move || handle(&device, request, jobs.as_deref())).await?;
+                let response =
+                    tokio::task::spawn_blocking(move || handle(&device, request)).await?;
                 (response, false)
             }
             Err(e) => (
@@ -155,7 +180,7 @@ async fn connection(
     }
 }
 
-fn handle(device: &Device, request: Request, jobs_dir: Option<&Path>) -> Response {
+fn handle(device: &Device, request: Request) -> Response {
     match request {
         Request::Status => device.status(),
         Request::Offer {
@@ -170,40 +195,6 @@ fn handle(device: &Device, request: Request, jobs_dir: Option<&Path>) -> Respons
             checksum,
         } => device.chunk(file, offset, &data, checksum),
         Request::Commit { file } => device.commit(file),
-        Request::Segment { scene, output } => match (jobs_dir, job_path(&scene), job_path(&output))
-        {
-            (Some(dir), Some(scene), Some(output)) => {
-                device.segment(&dir.join(scene), &dir.join(output))
-            }
-            (None, ..) => Response::Refused {
-                reason:
-                    "this device takes no segmentation jobs (start floodrt serve with --jobs DIR)"
-                        .into(),
-            },
-            _ => Response::Refused {
-                reason: "job paths must be plain names inside the device's jobs folder".into(),
-            },
-        },
-    }
-}
-
-/// A relative path with no `..`, so a job stays inside the jobs folder.
-fn job_path(text: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(text);
-    let plain = !text.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
-    plain.then_some(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::job_path;
-
-    #[test]
-    fn job_paths_stay_inside_the_jobs_folder() {
-        assert!(job_path("scene.tif").is_some());
-        assert!(job_path("flood/2026/scene.tif").is_some());
-        for bad in ["", "/etc/passwd", "../x.tif", "a/../../x", "./"] {
-            assert!(job_path(bad).is_none(), "{bad}");
-        }
+        Request::Segment { scene, output } => device.segment_job(&scene, &output),
     }
 }

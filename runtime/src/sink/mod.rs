@@ -3,6 +3,7 @@
 
 pub mod geojson;
 pub mod geotiff;
+pub mod quicklook;
 
 use std::path::Path;
 
@@ -56,6 +57,15 @@ pub fn publish(temp: NamedTempFile, target: &Path) -> anyhow::Result<()> {
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    publish(tmp, path)
 }
 
 /// Mask value for pixels with no input data.
