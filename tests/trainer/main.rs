@@ -8,5 +8,6 @@ mod errors;
 mod export;
 mod learn;
 mod ota;
+mod page;
 mod parity;
 mod pretrain;

@@ -14,14 +14,14 @@ use crate::util::*;
 
 /// What the workstation side of these tests needs: a tiny LoRA run trained for `steps` and
 /// a signing key (`ws.key`, `ws.key.pub`), in a fresh folder.
-struct Workstation {
-    dir: tempfile::TempDir,
-    run: PathBuf,
-    key: PathBuf,
+pub(crate) struct Workstation {
+    pub dir: tempfile::TempDir,
+    pub run: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Workstation {
-    fn new(shared: &Path, steps: usize) -> Workstation {
+    pub fn new(shared: &Path, steps: usize) -> Workstation {
         let dir = tempfile::tempdir().unwrap();
         let run = train(shared, dir.path(), "s1", steps);
         let key = dir.path().join("ws.key");
@@ -30,7 +30,7 @@ impl Workstation {
     }
 }
 
-fn run_export(run: &Path, dir: &Path, stem: &str, key: &Path, version: u64) {
+pub(crate) fn run_export(run: &Path, dir: &Path, stem: &str, key: &Path, version: u64) {
     run_ok(
         floodtrain()
             .args([
@@ -57,7 +57,7 @@ fn run_export(run: &Path, dir: &Path, stem: &str, key: &Path, version: u64) {
 }
 
 /// A store holding `base` and nothing else.
-fn store_with(dir: &Path, name: &str, base: &Path) -> PathBuf {
+pub(crate) fn store_with(dir: &Path, name: &str, base: &Path) -> PathBuf {
     let store = dir.join(name);
     std::fs::create_dir_all(&store).unwrap();
     std::fs::copy(base, store.join("base.onnx")).unwrap();
@@ -264,7 +264,7 @@ fn flaky_proxy(target: std::net::SocketAddr, cut_after: usize) -> std::net::Sock
     addr
 }
 
-fn push(addr: &str, adapter: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn push(addr: &str, adapter: &Path, extra: &[&str]) -> std::process::Output {
     floodtrain()
         .args(["--quiet", "push", "--retries", "5", "--device", addr])
         .args(extra)
