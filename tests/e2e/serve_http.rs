@@ -370,6 +370,8 @@ fn the_page_api_reports_the_device_runs_jobs_confined_to_the_jobs_folder_and_ref
         ("event/scene.tif", "ota-mask.tif", true),
         ("link.tif", "x.tif", false),
         ("event/scene.tif", "../x.tif", false),
+        ("event/scene.tif", "event/scene.tif", false),
+        ("event/scene.tif", "results/000001-scene/mask.tif", false),
     ] {
         let request = Request::Segment {
             scene: scene.into(),

@@ -37,6 +37,8 @@ pub enum JobError {
     OutsideJobsFolder(String),
     #[error("{0:?}: no such scene in the jobs folder")]
     NoSuchScene(String),
+    #[error("{0:?}: {RESULTS_DIR}/ holds the page's jobs and existing scenes are inputs; name a new output file elsewhere in the jobs folder")]
+    ReservedOutput(String),
     #[error("{MAX_PENDING} jobs are already queued or running; try again when one finishes")]
     Busy,
     #[error("{path}: {source}")]
@@ -258,10 +260,16 @@ impl JobBoard {
     }
 
     /// Where an output named `name` goes: a path inside the jobs folder whose parent exists
-    /// there (links followed).
+    /// there (links followed), neither in `results/` (the page jobs' outputs) nor an existing
+    /// scene (an input would be lost).
     pub fn resolve_output(&self, name: &str) -> Result<PathBuf, JobError> {
         let dir = self.dir_or_refuse()?;
         let relative = plain_relative(name)?;
+        let reserved = relative.starts_with(RESULTS_DIR)
+            || (is_geotiff_name(name) && self.resolve_scene(name).is_ok());
+        if reserved {
+            return Err(JobError::ReservedOutput(name.to_string()));
+        }
         let path = dir.join(relative);
         let parent = path
             .parent()
@@ -569,6 +577,16 @@ mod tests {
         assert!(board.resolve_output("out.tif").is_ok());
         assert!(board.resolve_output("flood/out.tif").is_ok());
         assert!(board.resolve_output("nowhere/out.tif").is_err());
+        for taken in ["scene.tif", "flood/2026/a.tif", "results/000001-a/mask.tif"] {
+            std::fs::create_dir_all(dir.path().join("results/000001-a")).unwrap();
+            assert!(
+                matches!(
+                    board.resolve_output(taken),
+                    Err(JobError::ReservedOutput(_))
+                ),
+                "{taken}"
+            );
+        }
         std::os::unix::fs::symlink(outside.path(), dir.path().join("away")).unwrap();
         assert!(board.resolve_output("away/out.tif").is_err());
         assert!(matches!(

@@ -102,28 +102,49 @@ async fn accept_loop(
     device: Arc<Device>,
     config: Arc<ServeConfig>,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let max = config.max_connections;
+    accept_bounded(listener, max, "ota", move |socket, peer| {
+        let (device, config) = (device.clone(), config.clone());
+        async move {
+            if let Err(e) = connection(socket, &device, &config).await {
+                log::info!("{peer}: {e}");
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Accepts connections for ever, each served on its own task by `serve`, at most `max` at
+/// once: one over the limit is closed at once, so a flood of peers costs a socket each for
+/// an instant, never a task or a buffer.
+pub(super) async fn accept_bounded<F, Fut>(
+    listener: TcpListener,
+    max: usize,
+    what: &'static str,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max.max(1)));
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                log::warn!("accept: {e}");
+                // Out of descriptors, say: wait a little rather than spin.
+                log::warn!("{what} accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::warn!(
-                "{peer}: refused, {} connections already",
-                config.max_connections
-            );
+            log::warn!("{what} {peer}: refused, {max} connections already");
             continue;
         };
-        let (device, config) = (device.clone(), config.clone());
+        let task = serve(socket, peer);
         tokio::spawn(async move {
-            if let Err(e) = connection(socket, &device, &config).await {
-                log::info!("{peer}: {e}");
-            }
+            task.await;
             drop(slot);
         });
     }

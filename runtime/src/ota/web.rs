@@ -38,7 +38,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use super::jobs::{JobError, JobRecord};
 use super::Device;
@@ -123,41 +123,30 @@ type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Serves the page until the runtime stops.
 pub async fn serve(listener: TcpListener, device: Arc<Device>, config: HttpConfig) {
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                log::warn!("http accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    let header_timeout = config.header_timeout;
+    super::server::accept_bounded(
+        listener,
+        config.max_connections,
+        "http",
+        move |socket, peer| {
+            let device = device.clone();
+            async move {
+                let service = service_fn(move |request| {
+                    let device = device.clone();
+                    async move { Ok::<_, Infallible>(route(device, request).await) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(MAX_HEADER_BYTES)
+                    .serve_connection(TokioIo::new(socket), service);
+                if let Err(e) = connection.await {
+                    log::info!("http {peer}: {e}");
+                }
             }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::warn!(
-                "http {peer}: refused, {} connections already",
-                config.max_connections
-            );
-            continue;
-        };
-        let device = device.clone();
-        let header_timeout = config.header_timeout;
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let device = device.clone();
-                async move { Ok::<_, Infallible>(route(device, request).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_HEADER_BYTES)
-                .serve_connection(TokioIo::new(socket), service);
-            if let Err(e) = connection.await {
-                log::info!("http {peer}: {e}");
-            }
-            drop(slot);
-        });
-    }
+        },
+    )
+    .await;
 }
 
 #[derive(Serialize)]
@@ -294,7 +283,9 @@ async fn start_job(device: Arc<Device>, request: Request<Incoming>) -> Response<
             Err(e) => {
                 let status = match e {
                     JobError::NoJobsFolder => StatusCode::CONFLICT,
-                    JobError::OutsideJobsFolder(_) => StatusCode::BAD_REQUEST,
+                    JobError::OutsideJobsFolder(_) | JobError::ReservedOutput(_) => {
+                        StatusCode::BAD_REQUEST
+                    }
                     JobError::NoSuchScene(_) => StatusCode::NOT_FOUND,
                     JobError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                     JobError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
