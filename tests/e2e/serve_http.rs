@@ -134,6 +134,18 @@ fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> Reply {
     }
 }
 
+/// A status request's HTTP code, or None when the server closed the connection unanswered.
+fn exchange_or_closed(addr: SocketAddr) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let head = String::from_utf8_lossy(&raw);
+    head.split(' ').nth(1)?.parse().ok()
+}
+
 fn get(addr: SocketAddr, path: &str) -> Reply {
     exchange(addr, &format!("GET {path} HTTP/1.1"), b"")
 }
@@ -309,6 +321,38 @@ fn the_page_api_reports_the_device_runs_jobs_confined_to_the_jobs_folder_and_ref
         serde_json::json!([]),
         "nothing was queued"
     );
+
+    // Slow-loris: 16 connections (the default limit) that never finish their request head
+    // hold every slot; the 17th is closed at once; once the head timeout (--idle-timeout 5 s)
+    // has dropped the silent ones, the page answers again.
+    let silent: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(web).unwrap();
+            s.write_all(b"GET /api/status HTTP/1.1\r\nHost: dev")
+                .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    assert_eq!(
+        exchange_or_closed(web),
+        None,
+        "over the limit: closed, unanswered"
+    );
+    while exchange_or_closed(web).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the silent connections were never dropped"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited > Duration::from_secs(3),
+        "freed after {waited:?}, before the head timeout"
+    );
+    drop(silent);
 
     // A job from the API: queued, run, its files downloadable.
     let accepted = post_job(web, r#"{"scene": "event/scene.tif"}"#);
