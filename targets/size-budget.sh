@@ -5,7 +5,7 @@
 # A glibc target with a version suffix (aarch64-unknown-linux-gnu.2.17) builds with cargo-zigbuild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-budget_bytes=$((24 * 1024 * 1024))   # 24 MiB; aarch64-musl measured 21,577,008 B on 2026-11-30 (default model embedded)
+budget_bytes=$((24 * 1024 * 1024))   # 24 MiB; aarch64-musl measured 22,035,792 B on 2026-11-30 (default model and ground-station page)
 targets=${*:-aarch64-unknown-linux-musl}
 status=0
 for t in $targets; do

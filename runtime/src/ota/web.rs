@@ -219,14 +219,26 @@ fn job_id(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// Runs `f` (file-system work) off the network threads.
+/// File-system work of page requests in flight at once. Each runs on one of tokio's blocking
+/// threads; without a cap, 16 pollers would keep 16 such threads (and, under glibc, their
+/// malloc arenas) alive for a status page.
+static FS_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Runs `f` (file-system work) off the network threads, at most [`FS_WORK`] at once.
 async fn blocking(f: impl FnOnce() -> Response<Body> + Send + 'static) -> Response<Body> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+    let failed = |e: &dyn std::fmt::Display| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("the request failed: {e}"),
         )
-    })
+    };
+    let _turn = match FS_WORK.acquire().await {
+        Ok(permit) => permit,
+        Err(e) => return failed(&e),
+    };
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| failed(&e))
 }
 
 async fn start_job(device: Arc<Device>, request: Request<Incoming>) -> Response<Body> {
