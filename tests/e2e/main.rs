@@ -11,6 +11,7 @@ mod cross;
 mod errors;
 mod eval;
 mod golden;
+mod offline;
 mod scene_formats;
 mod segment;
 mod serve_http;
