@@ -21,6 +21,8 @@ pub enum KeyError {
         "no keys: add one public key per line (hex), as `floodtrain keygen` writes to KEY.pub"
     )]
     Empty,
+    #[error("line {line}: expected a public key (64 hex digits) or a key id (16 hex digits)")]
+    NotKeyOrId { line: usize },
 }
 
 /// The first 8 bytes of SHA-256 of a public key: names the key in adapter headers and errors.
@@ -104,11 +106,58 @@ impl PublicKey {
     }
 }
 
+/// Keys a device refuses even when its trust file lists them: a leaked or retired workstation
+/// key. A revocation file names one key per line, as its public key (64 hex digits, the
+/// KEY.pub line) or its key id (16 hex digits, as errors and `floodrt serve`'s page print);
+/// blank lines and `#` comments are ignored, and an empty file revokes nothing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RevokedKeys(Vec<KeyId>);
+
+impl RevokedKeys {
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let mut ids = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let id = match (from_hex::<32>(line), from_hex::<8>(line)) {
+                (Some(key), _) => PublicKey::from_bytes(&key)
+                    .ok_or(KeyError::NotOnCurve { line: i + 1 })?
+                    .key_id(),
+                (None, Some(id)) => KeyId(id),
+                (None, None) => return Err(KeyError::NotKeyOrId { line: i + 1 }),
+            };
+            ids.push(id);
+        }
+        Ok(RevokedKeys(ids))
+    }
+
+    pub fn contains(&self, id: KeyId) -> bool {
+        self.0.contains(&id)
+    }
+
+    /// Whether the key with id `hex` (16 hex digits, as [`KeyId`] displays) is revoked.
+    pub fn contains_hex(&self, hex: &str) -> bool {
+        from_hex::<8>(hex).is_some_and(|id| self.contains(KeyId(id)))
+    }
+}
+
 /// The keys a device accepts adapters from.
 #[derive(Clone, Default)]
 pub struct TrustedKeys(Vec<PublicKey>);
 
 impl TrustedKeys {
+    /// These keys less the revoked ones.
+    pub fn without(self, revoked: &RevokedKeys) -> Self {
+        TrustedKeys(
+            self.0
+                .into_iter()
+                .filter(|k| !revoked.contains(k.key_id()))
+                .collect(),
+        )
+    }
+
     pub fn new(keys: Vec<PublicKey>) -> Self {
         TrustedKeys(keys)
     }
@@ -137,6 +186,30 @@ impl TrustedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revocation_files_name_keys_by_public_key_or_id() {
+        let (a, b) = (
+            SigningKey::from_bytes(&[1; 32]).public(),
+            SigningKey::from_bytes(&[2; 32]).public(),
+        );
+        let text = format!(
+            "# leaked 2026-11\n{}\n\n{}  # retired\n",
+            a.to_hex(),
+            b.key_id()
+        );
+        let revoked = RevokedKeys::parse(&text).unwrap();
+        assert!(revoked.contains(a.key_id()) && revoked.contains(b.key_id()));
+        let c = SigningKey::from_bytes(&[3; 32]).public();
+        let trusted = TrustedKeys::new(vec![a, b, c]).without(&revoked);
+        assert!(trusted.get(a.key_id()).is_none() && trusted.get(b.key_id()).is_none());
+        assert!(trusted.get(c.key_id()).is_some());
+        assert_eq!(RevokedKeys::parse("").unwrap(), RevokedKeys::default());
+        assert_eq!(
+            RevokedKeys::parse("abc\n"),
+            Err(KeyError::NotKeyOrId { line: 1 })
+        );
+    }
 
     #[test]
     fn keys_round_trip_through_their_text_files() {

@@ -618,3 +618,68 @@ fn a_device_killed_at_random_points_of_updates_always_restarts_on_the_old_or_the
         next - 1
     );
 }
+
+/// Offer, every chunk and commit, in one go.
+fn install(device: &Device, bytes: &[u8]) -> Response {
+    match offer(device, bytes) {
+        Response::Continue { offset } => {
+            send(device, bytes, offset, bytes.len());
+            device.commit(Digest::of(bytes))
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn older_or_replayed_adapters_are_refused_and_a_revoked_key_rolls_its_adapter_back() {
+    let shared = need_shared!();
+    let ws = Workstation::new(&shared, 3);
+    let (d, run, key) = (ws.dir.path(), ws.run.clone(), ws.key.clone());
+    let other = keygen(&d.join("other.key"));
+    run_export(&run, d, "v5", &key, 5);
+    run_export(&run, d, "v6", &d.join("other.key"), 6);
+    let trust = d.join("both.pub");
+    let both = std::fs::read_to_string(d.join("ws.key.pub")).unwrap()
+        + &std::fs::read_to_string(&other).unwrap();
+    std::fs::write(&trust, both).unwrap();
+    let (v5, v6) = (
+        std::fs::read(d.join("v5.flad")).unwrap(),
+        std::fs::read(d.join("v6.flad")).unwrap(),
+    );
+
+    let store = store_with(d, "device", &d.join("v5-base.onnx"));
+    let device = Device::open("field-2", &store, &trust, 2).unwrap();
+    assert_eq!(install(&device, &v5), Response::Installed { version: 5 });
+    assert_eq!(install(&device, &v6), Response::Installed { version: 6 });
+    // Anti-rollback: the older adapter, re-sent after the newer one, and the newer one again.
+    for (bytes, what) in [(&v5, "older"), (&v6, "replayed")] {
+        let err = refused(install(&device, bytes));
+        assert!(
+            err.contains("not newer than the installed 6"),
+            "{what}: {err}"
+        );
+        assert_eq!(active(&device), Some(6));
+    }
+    drop(device);
+
+    // The second key leaks: revoked (its KEY.pub file as the revocation list). The device
+    // rolls its adapter back to v5 at start and refuses the key's adapters from the offer on.
+    let device = Device::open_revoking("field-2", &store, &trust, Some(&other), 2).unwrap();
+    assert_eq!(active(&device), Some(5));
+    let err = refused(offer(&device, &v6));
+    assert!(err.contains("revoked"), "{err}");
+    let Response::Status(status) = device.status() else {
+        panic!("no status")
+    };
+    assert_eq!(
+        status.previous, None,
+        "the revoked adapter is gone from the store"
+    );
+    // A revocation file that is not one is an error at start, naming the file.
+    let bad = d.join("bad.revoked");
+    std::fs::write(&bad, "not a key\n").unwrap();
+    let err = Device::open_revoking("field-2", &store, &trust, Some(&bad), 2)
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("bad.revoked"), "{err:#}");
+}

@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// Public keys whose adapters are accepted, one hex key per line.
     #[arg(long, value_name = "KEYS")]
     pub trust: PathBuf,
+    /// Keys refused even if --trust lists them (leaked or retired), one per line: a public
+    /// key or a 16-hex-digit key id. An installed adapter signed by one is rolled back at
+    /// start.
+    #[arg(long, value_name = "FILE")]
+    pub revoked: Option<PathBuf>,
     /// Folder for segmentation jobs: requests name a scene and an output inside it; jobs
     /// started from the page write into DIR/results/.
     #[arg(long, value_name = "DIR")]
@@ -83,7 +88,13 @@ fn few_malloc_arenas() {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     few_malloc_arenas();
-    let mut device = Device::open(&args.id, &args.store, &args.trust, args.threads.max(1))?;
+    let mut device = Device::open_revoking(
+        &args.id,
+        &args.store,
+        &args.trust,
+        args.revoked.as_deref(),
+        args.threads.max(1),
+    )?;
     if let Some(dir) = &args.jobs {
         device = device.with_jobs(dir)?;
     }

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flood_models::adapter::{self, Adapter, Header};
 use flood_models::protocol::{DeviceStatus, JobResult, Response, STATUS_RESULTS};
-use flood_models::sign::TrustedKeys;
+use flood_models::sign::{RevokedKeys, TrustedKeys};
 use flood_models::{Digest, Hasher};
 
 use super::jobs::{Job, JobBoard, Origin, Outcome, Outputs};
@@ -41,7 +41,9 @@ pub struct Device {
     store: Store,
     base_sha256: Digest,
     trust_path: PathBuf,
+    /// The trust file's keys less the revoked ones.
     trusted: TrustedKeys,
+    revoked: RevokedKeys,
     threads: usize,
     current: RwLock<Arc<Loaded>>,
     offers: Mutex<HashMap<Digest, Offer>>,
@@ -68,15 +70,46 @@ impl Device {
         trust: &Path,
         threads: usize,
     ) -> anyhow::Result<Device> {
+        Device::open_revoking(id, store_dir, trust, None, threads)
+    }
+
+    /// [`Device::open`], refusing adapters signed by a key the file `revoked` names (see
+    /// [`RevokedKeys`]): an installed one is rolled back like one that no longer loads, and
+    /// offers signed by such a key are refused.
+    pub fn open_revoking(
+        id: &str,
+        store_dir: &Path,
+        trust: &Path,
+        revoked: Option<&Path>,
+        threads: usize,
+    ) -> anyhow::Result<Device> {
         let store = Store::open(store_dir)?;
         let text = std::fs::read_to_string(trust).map_err(|e| {
             anyhow::anyhow!("{}: cannot read the trusted keys: {e}", trust.display())
         })?;
         let trusted =
             TrustedKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", trust.display()))?;
+        let revoked = match revoked {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("{}: cannot read the revoked keys: {e}", path.display())
+                })?;
+                RevokedKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => RevokedKeys::default(),
+        };
+        let trusted = trusted.without(&revoked);
         let loaded = loop {
             let pointer = store.pointer()?;
-            match load(&store, trust, pointer.active.as_deref(), threads) {
+            let loaded = load(&store, trust, pointer.active.as_deref(), threads).and_then(|l| {
+                match &l.model.adapter {
+                    Some(a) if revoked.contains_hex(&a.key_id) => {
+                        anyhow::bail!("it is signed by key {}, which is revoked", a.key_id)
+                    }
+                    _ => Ok(l),
+                }
+            });
+            match loaded {
                 Ok(loaded) => break loaded,
                 Err(e) if pointer.active.is_some() => {
                     log::warn!(
@@ -98,6 +131,7 @@ impl Device {
             base_sha256,
             trust_path: trust.to_path_buf(),
             trusted,
+            revoked,
             threads,
             current: RwLock::new(Arc::new(loaded)),
             offers: Mutex::default(),
@@ -162,6 +196,12 @@ impl Device {
             Ok(h) => h,
             Err(e) => return refused(e),
         };
+        if self.revoked.contains(header.key_id) {
+            return refused(format!(
+                "signed by key {}, which is revoked on this device",
+                header.key_id
+            ));
+        }
         if self.trusted.get(header.key_id).is_none() {
             return refused(format!(
                 "signed by key {}, which this device does not trust",
