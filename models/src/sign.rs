@@ -106,6 +106,14 @@ impl PublicKey {
     }
 }
 
+/// The non-blank lines of a key file with their `#` comments cut, numbered from 0.
+fn key_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+}
+
 /// Keys a device refuses even when its trust file lists them: a leaked or retired workstation
 /// key. A revocation file names one key per line, as its public key (64 hex digits, the
 /// KEY.pub line) or its key id (16 hex digits, as errors and `floodrt serve`'s page print);
@@ -116,11 +124,7 @@ pub struct RevokedKeys(Vec<KeyId>);
 impl RevokedKeys {
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let mut ids = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
+        for (i, line) in key_lines(text) {
             let id = match (from_hex::<32>(line), from_hex::<8>(line)) {
                 (Some(key), _) => PublicKey::from_bytes(&key)
                     .ok_or(KeyError::NotOnCurve { line: i + 1 })?
@@ -168,11 +172,7 @@ impl TrustedKeys {
     /// A trust file: one public key per line in hex; blank lines and `#` comments ignored.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
+        for (i, line) in key_lines(text) {
             let bytes = from_hex::<32>(line).ok_or(KeyError::NotHex { line: i + 1 })?;
             keys.push(PublicKey::from_bytes(&bytes).ok_or(KeyError::NotOnCurve { line: i + 1 })?);
         }

@@ -50,19 +50,25 @@ fn offline(script: &str) -> Output {
     out
 }
 
+/// floodrt under `strace`, its network system calls written to `trace`.
+fn traced(trace: &Path) -> Command {
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-e",
+        "trace=socket,connect,bind,listen,sendto",
+        "-o",
+    ])
+    .arg(trace)
+    .arg(floodrt_bin());
+    cmd
+}
+
 /// The network system calls `strace` saw `args` make (one line each).
 fn network_calls(args: &[&str], dir: &Path) -> Vec<String> {
     let trace = dir.join("strace.txt");
-    let status = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=socket,connect,bind,listen,sendto",
-            "-o",
-        ])
-        .arg(&trace)
-        .arg(floodrt_bin())
+    let status = traced(&trace)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -158,16 +164,7 @@ python3 client.py "$web""#,
     // serve under strace, stopped after it has listened: exactly two listen() calls, no
     // connect, no outgoing datagram.
     let trace = d.join("serve-strace.txt");
-    let mut serve = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-e",
-            "trace=socket,connect,bind,listen,sendto",
-            "-o",
-        ])
-        .arg(&trace)
-        .arg(floodrt_bin())
+    let mut serve = traced(&trace)
         .args([
             "serve",
             "--listen",
