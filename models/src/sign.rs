@@ -140,11 +140,6 @@ impl RevokedKeys {
     pub fn contains(&self, id: KeyId) -> bool {
         self.0.contains(&id)
     }
-
-    /// Whether the key with id `hex` (16 hex digits, as [`KeyId`] displays) is revoked.
-    pub fn contains_hex(&self, hex: &str) -> bool {
-        from_hex::<8>(hex).is_some_and(|id| self.contains(KeyId(id)))
-    }
 }
 
 /// The keys a device accepts adapters from.

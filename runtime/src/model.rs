@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use flood_models::adapter::{self, Adapter, Verified};
-use flood_models::sign::TrustedKeys;
+use flood_models::sign::{KeyError, KeyId, TrustedKeys};
 use flood_models::Manifest;
 use flood_targets::{BoardProfile, Precision};
 
@@ -42,10 +42,15 @@ pub struct ModelSpec {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MergedAdapter {
     pub version: u64,
-    /// The signing key, as its 16-hex-digit id.
-    pub key_id: String,
+    /// The signing key (its 16-hex-digit id in JSON).
+    #[serde(serialize_with = "as_text")]
+    pub key_id: KeyId,
     /// None: the adapter carried no health-check values (merged without a check).
     pub health: Option<HealthCheck>,
+}
+
+fn as_text<S: serde::Serializer>(value: &impl std::fmt::Display, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// A passed health check: the merged model's outputs against the trainer's.
@@ -92,11 +97,20 @@ pub fn load_model(
     Ok((file, manifest))
 }
 
+/// Reads a key file (`what`: "trusted", "revoked") with `parse`; errors name the file.
+pub fn read_keys<K>(
+    path: &Path,
+    what: &str,
+    parse: impl FnOnce(&str) -> Result<K, KeyError>,
+) -> anyhow::Result<K> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the {what} keys", path.display()))?;
+    parse(&text).with_context(|| format!("{}", path.display()))
+}
+
 /// Reads and verifies an adapter file against the trusted keys in `trust`.
 pub fn read_adapter(path: &Path, trust: &Path) -> anyhow::Result<Verified> {
-    let text = std::fs::read_to_string(trust)
-        .with_context(|| format!("{}: cannot read the trusted keys", trust.display()))?;
-    let keys = TrustedKeys::parse(&text).with_context(|| format!("{}", trust.display()))?;
+    let keys = read_keys(trust, "trusted", TrustedKeys::parse)?;
     let limit = adapter::DEFAULT_MAX_BODY_BYTES;
     let size = std::fs::metadata(path)
         .with_context(|| format!("{}: cannot read the adapter", path.display()))?
@@ -167,7 +181,7 @@ impl ModelSpec {
             }
             merged = Some(MergedAdapter {
                 version: verified.adapter().version,
-                key_id: verified.signer().to_string(),
+                key_id: verified.signer(),
                 health,
             });
         }

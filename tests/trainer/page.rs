@@ -78,6 +78,11 @@ fn artefact_dir() -> PathBuf {
     dir
 }
 
+/// The text of the element `locator` finds.
+async fn text_of(browser: &Client, locator: Locator<'_>) -> String {
+    browser.find(locator).await.unwrap().text().await.unwrap()
+}
+
 /// The text of element `id`, polled until `ready` accepts it (or the time runs out).
 async fn wait_for_text(
     browser: &Client,
@@ -128,13 +133,7 @@ async fn drive(driver: &Driver, page: SocketAddr, shots: &Path) -> String {
     .await;
     assert!(health.starts_with("passed"), "{health}");
     assert_eq!(
-        browser
-            .find(Locator::Id("device-id"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        text_of(&browser, Locator::Id("device-id")).await,
         "ground-station-1"
     );
 
@@ -177,13 +176,7 @@ async fn drive(driver: &Driver, page: SocketAddr, shots: &Path) -> String {
         done.attr("alt").await.unwrap().as_deref(),
         Some("quicklook of flood/bolivia.tif")
     );
-    let figures = browser
-        .find(Locator::Css(".job[data-state='done'] .water-km2"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let figures = text_of(&browser, Locator::Css(".job[data-state='done'] .water-km2")).await;
     let links = browser
         .find_all(Locator::Css(".job[data-state='done'] .links a"))
         .await

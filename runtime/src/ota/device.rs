@@ -19,7 +19,7 @@ use flood_models::{Digest, Hasher};
 
 use super::jobs::{Job, JobBoard, Origin, Outcome, Outputs};
 use super::store::{slot_version, Store};
-use crate::model::{HealthCheck, ModelSpec, PreparedModel, DEFAULT_OVERLAP_PX};
+use crate::model::{read_keys, HealthCheck, ModelSpec, PreparedModel, DEFAULT_OVERLAP_PX};
 use crate::pipeline::{scene_report, segment, SegmentConfig};
 use crate::sink::geojson::GeoJsonSink;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
@@ -84,18 +84,9 @@ impl Device {
         threads: usize,
     ) -> anyhow::Result<Device> {
         let store = Store::open(store_dir)?;
-        let text = std::fs::read_to_string(trust).map_err(|e| {
-            anyhow::anyhow!("{}: cannot read the trusted keys: {e}", trust.display())
-        })?;
-        let trusted =
-            TrustedKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", trust.display()))?;
+        let trusted = read_keys(trust, "trusted", TrustedKeys::parse)?;
         let revoked = match revoked {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!("{}: cannot read the revoked keys: {e}", path.display())
-                })?;
-                RevokedKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            }
+            Some(path) => read_keys(path, "revoked", RevokedKeys::parse)?,
             None => RevokedKeys::default(),
         };
         let trusted = trusted.without(&revoked);
@@ -103,7 +94,7 @@ impl Device {
             let pointer = store.pointer()?;
             let loaded = load(&store, trust, pointer.active.as_deref(), threads).and_then(|l| {
                 match &l.model.adapter {
-                    Some(a) if revoked.contains_hex(&a.key_id) => {
+                    Some(a) if revoked.contains(a.key_id) => {
                         anyhow::bail!("it is signed by key {}, which is revoked", a.key_id)
                     }
                     _ => Ok(l),
@@ -356,19 +347,12 @@ impl Device {
     /// Runs a queued job (waiting for the one before it) with the model in use when it
     /// starts; a model switch during the run does not touch it.
     pub fn run(&self, job: &Job) -> anyhow::Result<JobResult> {
-        let mut mask_sha256 = None;
         let start = Instant::now();
-        let outcome = self.jobs.run(job, |job| {
-            let (outcome, digest) = run_job(&self.current(), job)?;
-            mask_sha256 = Some(digest);
-            Ok(outcome)
-        })?;
-        let mask_sha256 =
-            mask_sha256.ok_or_else(|| anyhow::anyhow!("job {} left no mask digest", job.id))?;
+        let outcome = self.jobs.run(job, |job| run_job(&self.current(), job))?;
         let result = JobResult {
             adapter: outcome.adapter,
             water_fraction: outcome.stats.water_fraction(),
-            mask_sha256,
+            mask_sha256: outcome.mask_sha256,
             millis: start.elapsed().as_millis() as u64,
         };
         if let Ok(mut results) = self.results.lock() {
@@ -391,7 +375,7 @@ impl Device {
             .and_then(unix_seconds);
         let adapter = model.adapter.as_ref().map(|a| AdapterView {
             version: a.version,
-            key_id: a.key_id.clone(),
+            key_id: a.key_id.to_string(),
             installed_at,
             health: a.health.clone(),
         });
@@ -548,7 +532,7 @@ impl RowSink for MaskDigest<'_> {
 
 /// Segments a job's scene into its outputs with `loaded`: the mask (hashed as it is written),
 /// and for page jobs the polygons, the report and the quicklook.
-fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<(Outcome, Digest)> {
+fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
     let model = &loaded.model;
     let out = &job.outputs;
     let (scene, plan) = model.open_scene(&job.scene_path)?;
@@ -589,9 +573,9 @@ fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<(Outcome, Digest)> {
     if let Some(path) = &out.quicklook {
         quicklook::write(&job.scene_path, &out.mask, path)?;
     }
-    let outcome = Outcome {
+    Ok(Outcome {
         adapter: loaded.adapter,
         stats,
-    };
-    Ok((outcome, hasher.finish()))
+        mask_sha256: hasher.finish(),
+    })
 }

@@ -141,6 +141,8 @@ impl Outputs {
 pub struct Outcome {
     pub adapter: Option<u64>,
     pub stats: Stats,
+    /// SHA-256 of the mask rows as written (see `JobResult::mask_sha256`).
+    pub mask_sha256: flood_models::Digest,
 }
 
 pub struct Job {
@@ -625,6 +627,7 @@ mod tests {
                     water_area_km2: Some(0.5),
                     ..Stats::default()
                 },
+                mask_sha256: flood_models::Digest::of(b""),
             })
         };
         board.run(&jobs[0], outcome).unwrap();
