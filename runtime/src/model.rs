@@ -14,7 +14,7 @@ use flood_targets::{BoardProfile, Precision};
 use crate::budget::{parse_size, MemoryPlan};
 use crate::embedded;
 use crate::engine::{Engine, EngineConfig, ModelFile};
-use crate::scene::Scene;
+use crate::scene::{Raster, Scene, SceneInput};
 
 /// What to load and how to run it; None everywhere means the built-in default model with the
 /// manifest's tile and batch, all cores, f32 and no memory cap.
@@ -264,44 +264,37 @@ impl ModelSpec {
 }
 
 impl PreparedModel {
-    /// Opens `path` within the memory plan and checks it has the bands the model expects.
-    pub fn open_scene(&self, path: &std::path::Path) -> anyhow::Result<(Scene, MemoryPlan)> {
-        let probe = Scene::open(path, 0)?;
+    /// Opens the scene `input` names within the memory plan, as the model's bands (radar bands
+    /// in dB), and checks its sample types against the model's.
+    pub fn open_scene(&self, input: &SceneInput) -> anyhow::Result<(Scene, MemoryPlan)> {
+        let m = &self.manifest;
+        let probe = Raster::open(input.path(), 0)?;
         let plan = MemoryPlan::new(
             &self.engine,
             probe
                 .width()
                 .min(self.stripe_px + 2 * self.engine.config.tile_px),
-            probe.bands(),
+            m.band_count(),
             self.budget,
         )?;
         drop(probe);
-        let scene = Scene::open(path, plan.block_cache_bytes as usize)?;
-        let m = &self.manifest;
-        if scene.bands() != m.band_count() {
-            anyhow::bail!(
-                "{} has {} band(s), but model {} expects {} ({}); give a scene with exactly those bands in that order",
-                path.display(),
-                scene.bands(),
-                m.name,
-                m.band_count(),
-                m.input.bands.join(", ")
-            );
-        }
-        if !m.input.scene_sample_types.contains(&scene.sample_type()) {
-            let allowed: Vec<_> = m
-                .input
-                .scene_sample_types
-                .iter()
-                .map(|t| t.name())
-                .collect();
-            anyhow::bail!(
-                "{} holds {} samples, but model {} takes {} scenes; convert it (e.g. gdal_translate -ot Float32) or use a model for this data",
-                path.display(),
-                scene.sample_type().name(),
-                m.name,
-                allowed.join(" or ")
-            );
+        let scene = Scene::open_input(input, &m.input.bands, plan.block_cache_bytes as usize)?;
+        for found in scene.sample_types() {
+            if !m.input.scene_sample_types.contains(&found) {
+                let allowed: Vec<_> = m
+                    .input
+                    .scene_sample_types
+                    .iter()
+                    .map(|t| t.name())
+                    .collect();
+                anyhow::bail!(
+                    "{} holds {} samples, but model {} takes {} scenes; convert it (e.g. gdal_translate -ot Float32) or use a model for this data",
+                    input.path().display(),
+                    found.name(),
+                    m.name,
+                    allowed.join(" or ")
+                );
+            }
         }
         Ok((scene, plan))
     }

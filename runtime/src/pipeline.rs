@@ -20,7 +20,6 @@ pub struct SegmentConfig {
     pub overlap_px: usize,
     /// Columns owned by one vertical stripe; a multiple of 256 (see [`default_stripe_px`]).
     pub stripe_px: usize,
-    pub scene_units: Units,
     pub threshold: f32,
 }
 
@@ -61,7 +60,7 @@ impl Stats {
 
 /// The JSON report of a finished run: what ran, on what, what it found, what it cost.
 pub fn scene_report(
-    scene_path: &std::path::Path,
+    input: &crate::scene::SceneInput,
     scene: &Scene,
     prepared: &crate::model::PreparedModel,
     cfg: &SegmentConfig,
@@ -70,7 +69,9 @@ pub fn scene_report(
     outputs: serde_json::Value,
 ) -> serde_json::Value {
     serde_json::json!({
-        "scene": scene_path.display().to_string(),
+        "scene": input.path().display().to_string(),
+        "scene_files": input.paths(),
+        "radar_units": scene.units().iter().map(|(file, units, source)| serde_json::json!({ "file": file, "units": units, "source": source })).collect::<Vec<_>>(),
         "model": { "name": prepared.manifest.name, "source": prepared.file.source, "sha256": prepared.file.digest.to_hex() },
         "adapter": &prepared.adapter,
         "crs_epsg": scene.epsg(),
@@ -176,13 +177,8 @@ impl Run<'_> {
                     .read_window(tile.y, tile.x, tile.rows, tile.cols)
                     .with_context(|| format!("reading {tile}"))?;
                 let slot_input = &mut input[slot * bands * plane..(slot + 1) * bands * plane];
-                fill_input(
-                    slot_input,
-                    &window,
-                    self.manifest,
-                    self.cfg.scene_units,
-                    tile_px,
-                );
+                // The scene delivers radar bands in dB, whatever the files hold.
+                fill_input(slot_input, &window, self.manifest, Units::Db, tile_px);
                 windows.push(window);
             }
             let model_started = Instant::now();

@@ -71,7 +71,7 @@ fn a_scene_with_the_wrong_band_count_is_refused() {
     let label = shared.join("data/sen1floods11/LabelHand/India_900498_LabelHand.tif");
     let err = segment_err(&label, &dir.path().join("m.tif"), &[]);
     assert!(
-        err.contains("has 1 band(s), but model flood-s1-v1 expects 2 (vv, vh)"),
+        err.contains("LabelHand.tif: 1 band(s), but the model takes 2 (vv, vh)"),
         "{err}"
     );
 }

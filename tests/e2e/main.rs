@@ -12,6 +12,7 @@ mod errors;
 mod eval;
 mod golden;
 mod offline;
+mod products;
 mod scene_formats;
 mod segment;
 mod serve_http;

@@ -67,7 +67,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
     let prepared = args.model.prepare()?;
-    let (scene, _) = prepared.open_scene(&args.scene)?;
+    let input = crate::scene::SceneInput {
+        units: args.model.scene_units,
+        ..crate::scene::SceneInput::file(&args.scene)
+    };
+    let (scene, _) = prepared.open_scene(&input)?;
     let c = prepared.engine.config;
     let bands = prepared.manifest.band_count();
     let plane = bands * c.tile_px * c.tile_px;
@@ -89,7 +93,7 @@ fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
             &mut input[slot * plane..(slot + 1) * plane],
             &window,
             &prepared.manifest,
-            args.model.scene_units.into(),
+            flood_models::Units::Db,
             c.tile_px,
         );
     }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::segment::{self, SegmentArgs};
-use super::ModelArgs;
+use super::{ModelArgs, SceneArgs};
 use crate::metrics::{Confusion, Fragments, SMALL_COMPONENT_PX};
 use crate::scene::Scene;
 use crate::sink::NODATA;
@@ -57,7 +57,11 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let mask_path = args.out.join("mask.tif");
     let segment_args = SegmentArgs {
-        scene: scene_path.clone(),
+        scene: SceneArgs {
+            scene: Some(scene_path.clone()),
+            vv: None,
+            vh: None,
+        },
         output: mask_path.clone(),
         probability: Some(args.out.join("probability.tif")),
         vector: None,
@@ -70,7 +74,8 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     };
     segment::run(segment_args, quiet)?;
     let png = args.out.join("quicklook.png");
-    crate::sink::quicklook::write(&scene_path, &mask_path, &png)?;
+    let scene = Scene::open(&scene_path, 16 << 20)?;
+    crate::sink::quicklook::write(&scene, &mask_path, &png)?;
     let (confusion, fragments) = score_against_truth(&synth, &mask_path)?;
     let score_path = args.out.join("score.json");
     std::fs::write(

@@ -97,7 +97,6 @@ fn segment_config(prepared: &PreparedModel, options: &ModelArgs) -> SegmentConfi
     SegmentConfig {
         overlap_px: options.overlap,
         stripe_px: prepared.stripe_px,
-        scene_units: options.scene_units.into(),
         threshold: prepared.manifest.output.threshold,
     }
 }
@@ -116,8 +115,16 @@ pub fn evaluate(
     let mut chips = Vec::new();
     for (chip, s1, label) in pairs {
         let mask_file = masks_dir.map(|d| d.join(format!("{chip}_mask.tif")));
-        let result = evaluate_chip(prepared, &cfg, chip, s1, label, mask_file.as_deref())
-            .with_context(|| format!("evaluating chip {chip}"))?;
+        let result = evaluate_chip(
+            prepared,
+            &cfg,
+            options.scene_units,
+            chip,
+            s1,
+            label,
+            mask_file.as_deref(),
+        )
+        .with_context(|| format!("evaluating chip {chip}"))?;
         chips.push(result);
         bar.inc(1);
     }
@@ -160,12 +167,17 @@ pub fn chip_pairs(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf, PathBuf)>>
 fn evaluate_chip(
     prepared: &PreparedModel,
     cfg: &SegmentConfig,
+    units: Option<crate::scene::RadarUnits>,
     chip: &str,
     s1: &Path,
     label_path: &Path,
     mask_file: Option<&Path>,
 ) -> anyhow::Result<ChipResult> {
-    let (scene, _) = prepared.open_scene(s1)?;
+    let input = crate::scene::SceneInput {
+        units,
+        ..crate::scene::SceneInput::file(s1)
+    };
+    let (scene, _) = prepared.open_scene(&input)?;
     let label_scene = Scene::open(label_path, 16 << 20)?;
     if (label_scene.width(), label_scene.height()) != (scene.width(), scene.height()) {
         anyhow::bail!(

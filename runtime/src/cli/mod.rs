@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use eval::{chip_pairs, evaluate, ChipResult};
-pub use model::{read_adapter, ModelArgs, PreparedModel};
+pub use model::{read_adapter, ModelArgs, PreparedModel, SceneArgs};
 
 /// Map flood water in Sentinel-1 radar scenes, offline, on small machines.
 ///

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use flood_models::Units;
 use flood_targets::Precision;
 
 use crate::model::ModelSpec;
 pub use crate::model::{load_model, read_adapter, PreparedModel, DEFAULT_OVERLAP_PX};
+use crate::scene::{RadarUnits, SceneInput};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -53,9 +53,11 @@ pub struct ModelArgs {
     /// precision that suit it. Flags given explicitly win.
     #[arg(long, value_name = "BOARD")]
     pub profile: Option<String>,
-    /// Units of the scene's radar bands.
-    #[arg(long, value_enum, default_value_t = SceneUnits::Db)]
-    pub scene_units: SceneUnits,
+    /// Units of the scene's radar bands [default: what the files state (band descriptions or
+    /// unit types; ASF HyP3 and Planetary Computer file names), else dB]. Values that
+    /// contradict the units are refused.
+    #[arg(long, value_enum, value_name = "UNITS")]
+    pub scene_units: Option<RadarUnits>,
 }
 
 fn parse_stripe(text: &str) -> Result<usize, String> {
@@ -80,21 +82,6 @@ impl From<PrecisionArg> for Precision {
     }
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum SceneUnits {
-    Db,
-    Linear,
-}
-
-impl From<SceneUnits> for Units {
-    fn from(u: SceneUnits) -> Units {
-        match u {
-            SceneUnits::Db => Units::Db,
-            SceneUnits::Linear => Units::Linear,
-        }
-    }
-}
-
 impl Default for ModelArgs {
     /// The embedded model with every option at its command-line default.
     fn default() -> ModelArgs {
@@ -111,7 +98,7 @@ impl Default for ModelArgs {
             batch: None,
             precision: None,
             profile: None,
-            scene_units: SceneUnits::Db,
+            scene_units: None,
         }
     }
 }
@@ -136,5 +123,42 @@ impl ModelArgs {
 
     pub fn prepare(&self) -> anyhow::Result<PreparedModel> {
         self.spec().prepare()
+    }
+}
+
+/// The scene a command reads: one GeoTIFF, or one file per polarisation.
+#[derive(Args, Debug, Clone)]
+pub struct SceneArgs {
+    /// GeoTIFF with the bands the model takes (VV and VH for Sentinel-1), in their order or
+    /// named by band descriptions (`Sigma0_VV`, `VH`…): an Earth Engine or Sen1Floods11 export,
+    /// a SNAP GeoTIFF. For one file per polarisation use --vv and --vh instead.
+    #[arg(
+        value_name = "SCENE.tif",
+        required_unless_present = "vv",
+        conflicts_with_all = ["vv", "vh"]
+    )]
+    pub scene: Option<PathBuf>,
+    /// The VV polarisation as a single-band GeoTIFF: ASF HyP3 RTC `…_VV.tif`, Planetary
+    /// Computer `iw-vv.rtc.tiff`. Needs --vh on the same grid.
+    #[arg(long, value_name = "VV.tif", requires = "vh")]
+    pub vv: Option<PathBuf>,
+    /// The VH polarisation as a single-band GeoTIFF, on the same grid as --vv.
+    #[arg(long, value_name = "VH.tif", requires = "vv")]
+    pub vh: Option<PathBuf>,
+}
+
+impl SceneArgs {
+    /// What to open, in `units` when the user declared them.
+    pub fn input(&self, units: Option<RadarUnits>) -> SceneInput {
+        let files = match (&self.scene, &self.vv, &self.vh) {
+            (Some(path), _, _) => crate::scene::SceneFiles::One(path.clone()),
+            (None, vv, vh) => crate::scene::SceneFiles::PerBand(
+                [("vv", vv), ("vh", vh)]
+                    .into_iter()
+                    .filter_map(|(band, path)| Some((band.to_string(), path.clone()?)))
+                    .collect(),
+            ),
+        };
+        SceneInput { files, units }
     }
 }

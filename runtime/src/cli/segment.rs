@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::{progress_bar, ModelArgs};
+use super::{progress_bar, ModelArgs, SceneArgs};
 use crate::pipeline::{scene_report, segment, SegmentConfig, Stats};
 use crate::sink::geojson::GeoJsonSink;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
@@ -16,8 +16,8 @@ use crate::sink::{write_atomically, RowSink};
 /// Map water in a scene: GeoTIFF mask, probability raster, GeoJSON polygons, flooded km².
 #[derive(Args, Debug)]
 pub struct SegmentArgs {
-    /// GeoTIFF with the bands the model's manifest names (VV, VH in dB for Sentinel-1).
-    pub scene: PathBuf,
+    #[command(flatten)]
+    pub scene: SceneArgs,
     /// Where to write the mask: uint8, 0 land, 1 water, 255 no data; tiled, deflate.
     #[arg(short, long, value_name = "MASK.tif")]
     pub output: PathBuf,
@@ -39,7 +39,8 @@ pub struct SegmentArgs {
 
 pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let prepared = args.model.prepare()?;
-    let (scene, plan) = prepared.open_scene(&args.scene)?;
+    let input = args.scene.input(args.model.scene_units);
+    let (scene, plan) = prepared.open_scene(&input)?;
     let mut sinks: Vec<Box<dyn RowSink>> = vec![Box::new(GeoTiffSink::create(
         &args.output,
         &scene,
@@ -60,7 +61,6 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let cfg = SegmentConfig {
         overlap_px: args.model.overlap,
         stripe_px: prepared.stripe_px,
-        scene_units: args.model.scene_units.into(),
         threshold: prepared.manifest.output.threshold,
     };
     let bar = progress_bar(quiet, "segmenting");
@@ -72,13 +72,13 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         &mut sinks,
         &bar,
     )
-    .with_context(|| format!("segmenting {}", args.scene.display()))?;
+    .with_context(|| format!("segmenting {}", input.path().display()))?;
     bar.finish_and_clear();
     for sink in sinks {
         sink.finish()?;
     }
     let outputs = serde_json::json!({ "mask": &args.output, "probability": &args.probability, "vector": &args.vector });
-    let report = scene_report(&args.scene, &scene, &prepared, &cfg, &stats, &plan, outputs);
+    let report = scene_report(&input, &scene, &prepared, &cfg, &stats, &plan, outputs);
     if let Some(path) = &args.report {
         write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }

@@ -21,6 +21,7 @@ use super::jobs::{Job, JobBoard, Origin, Outcome, Outputs};
 use super::store::{slot_version, Store};
 use crate::model::{read_keys, HealthCheck, ModelSpec, PreparedModel, DEFAULT_OVERLAP_PX};
 use crate::pipeline::{scene_report, segment, SegmentConfig};
+use crate::scene::SceneInput;
 use crate::sink::geojson::GeoJsonSink;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
 use crate::sink::{quicklook, write_atomically, MaskRow, RowSink};
@@ -535,12 +536,12 @@ impl RowSink for MaskDigest<'_> {
 fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
     let model = &loaded.model;
     let out = &job.outputs;
-    let (scene, plan) = model.open_scene(&job.scene_path)?;
+    // Units and band order as the files state them (else dB), as on the command line.
+    let input = SceneInput::file(&job.scene_path);
+    let (scene, plan) = model.open_scene(&input)?;
     let cfg = SegmentConfig {
         overlap_px: DEFAULT_OVERLAP_PX.min(model.engine.config.tile_px / 4),
         stripe_px: model.stripe_px,
-        // Jobs take scenes in dB, as the device's models do.
-        scene_units: flood_models::Units::Db,
         threshold: model.manifest.output.threshold,
     };
     let mut hasher = Hasher::default();
@@ -567,11 +568,11 @@ fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
     };
     if let Some(path) = &out.report {
         let outputs = serde_json::json!({ "mask": &out.mask, "vector": &out.vector, "quicklook": &out.quicklook });
-        let report = scene_report(&job.scene_path, &scene, model, &cfg, &stats, &plan, outputs);
+        let report = scene_report(&input, &scene, model, &cfg, &stats, &plan, outputs);
         write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     if let Some(path) = &out.quicklook {
-        quicklook::write(&job.scene_path, &out.mask, path)?;
+        quicklook::write(&scene, &out.mask, path)?;
     }
     Ok(Outcome {
         adapter: loaded.adapter,

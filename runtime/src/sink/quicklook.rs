@@ -14,12 +14,11 @@ pub const MAX_WIDTH: usize = 1024;
 const WATER: [u8; 3] = [20, 90, 220];
 const NO_DATA: [u8; 3] = [0, 0, 0];
 
-/// Writes an RGB picture at most [`MAX_WIDTH`] px wide: radar VV (band 0, dB, −25…0 as black…
+/// Writes an RGB picture at most [`MAX_WIDTH`] px wide: radar VV (the scene's band 0, in dB, −25…0 as black…
 /// white) as grey, water in blue, no data black. Reads one output row at a time, by windows,
 /// so a scene of any size costs one scene row of memory. The file appears complete or not at
 /// all.
-pub fn write(scene_path: &Path, mask_path: &Path, png_path: &Path) -> anyhow::Result<()> {
-    let scene = Scene::open(scene_path, 16 << 20)?;
+pub fn write(scene: &Scene, mask_path: &Path, png_path: &Path) -> anyhow::Result<()> {
     let mask = Scene::open(mask_path, 16 << 20)?;
     let step = scene.width().div_ceil(MAX_WIDTH).max(1);
     let (w, h) = (scene.width().div_ceil(step), scene.height().div_ceil(step));

@@ -1,5 +1,5 @@
-//! Scene: a GeoTIFF read window by window, never whole. Samples arrive as f32, band-major, with
-//! NaN wherever the file says no data, so every later stage has one way to see a hole.
+//! One GeoTIFF read window by window, never whole: samples as f32, band-major, with NaN
+//! wherever the file says no data.
 
 use std::path::{Path, PathBuf};
 
@@ -7,34 +7,13 @@ use flood_models::SampleType;
 use geotiff_reader::{GeoTiffFile, GeoTiffOpenOptions};
 use ndarray::ArrayD;
 
-pub use geotiff_writer::{CrsInfo, GeoTransform};
+use super::{CrsInfo, GeoTransform, SceneError, Window};
 
-#[derive(Debug, thiserror::Error)]
-pub enum SceneError {
-    #[error("{path}: no such file; check the path")]
-    Missing { path: PathBuf },
-    #[error("{path}: cannot read it as a GeoTIFF: {reason}")]
-    NotGeoTiff { path: PathBuf, reason: String },
-    #[error("{path}: sample type {found} is not supported (bits {bits}, format {format})")]
-    UnsupportedSamples {
-        path: PathBuf,
-        found: String,
-        bits: u16,
-        format: u16,
-    },
-    #[error("{path}: reading rows {row}..{row_end}, columns {col}..{col_end} failed: {reason}; the file may be truncated or corrupt")]
-    Window {
-        path: PathBuf,
-        row: usize,
-        row_end: usize,
-        col: usize,
-        col_end: usize,
-        reason: String,
-    },
-}
+/// GDAL keeps band descriptions and units in this TIFF tag, as XML.
+const TAG_GDAL_METADATA: u16 = 42112;
 
-/// An open scene. Holds the file handle and a bounded cache of decoded blocks, nothing more.
-pub struct Scene {
+/// An open GeoTIFF. Holds the file handle and a bounded cache of decoded blocks, nothing more.
+pub struct Raster {
     path: PathBuf,
     file: GeoTiffFile,
     width: usize,
@@ -44,32 +23,9 @@ pub struct Scene {
     nodata: Option<f64>,
 }
 
-/// A window of samples: `bands × rows × cols`, band-major, NaN where there is no data.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Window {
-    pub bands: usize,
-    pub rows: usize,
-    pub cols: usize,
-    pub data: Vec<f32>,
-}
-
-impl Window {
-    pub fn band(&self, b: usize) -> &[f32] {
-        let n = self.rows * self.cols;
-        &self.data[b * n..(b + 1) * n]
-    }
-
-    /// A pixel is valid when every band has a finite value there.
-    pub fn is_valid(&self, row: usize, col: usize) -> bool {
-        let n = self.rows * self.cols;
-        let i = row * self.cols + col;
-        (0..self.bands).all(|b| self.data[b * n + i].is_finite())
-    }
-}
-
-impl Scene {
+impl Raster {
     /// Opens `path`, caching at most `block_cache_bytes` of decoded strips or tiles.
-    pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Scene, SceneError> {
+    pub fn open(path: &Path, block_cache_bytes: usize) -> Result<Raster, SceneError> {
         if !path.exists() {
             return Err(SceneError::Missing {
                 path: path.to_owned(),
@@ -110,7 +66,7 @@ impl Scene {
             }
         };
         let nodata = file.nodata().and_then(|s| s.trim().parse::<f64>().ok());
-        Ok(Scene {
+        Ok(Raster {
             path: path.to_owned(),
             width: file.width() as usize,
             height: file.height() as usize,
@@ -148,8 +104,30 @@ impl Scene {
     pub fn epsg(&self) -> Option<u32> {
         self.file.epsg()
     }
+    /// Ground control points: more than one tiepoint, as radar-geometry products carry.
+    pub fn tiepoint_count(&self) -> usize {
+        self.file.metadata().tiepoints.len()
+    }
 
-    /// Reads `rows × cols` pixels at (`row`, `col`); the window must lie inside the scene.
+    /// GDAL's per-band metadata item `item` (role), e.g. "description" or "unittype":
+    /// one entry per band, None where the file states nothing.
+    pub fn band_metadata(&self, role: &str) -> Vec<Option<String>> {
+        let mut found = vec![None; self.bands];
+        let Ok(ifd) = self.file.tiff().ifd(self.file.base_ifd_index()) else {
+            return found;
+        };
+        let Some(xml) = ifd.tag(TAG_GDAL_METADATA).and_then(|t| t.value.as_str()) else {
+            return found;
+        };
+        for (sample, text) in gdal_metadata_items(xml, role) {
+            if let Some(slot) = found.get_mut(sample) {
+                *slot = Some(text);
+            }
+        }
+        found
+    }
+
+    /// Reads `rows × cols` pixels at (`row`, `col`); the window must lie inside the file.
     pub fn read_window(
         &self,
         row: usize,
@@ -206,5 +184,74 @@ impl Scene {
             out[band * pixels + pixel] = if is_nodata { f32::NAN } else { x };
         }
         Ok(out)
+    }
+}
+
+/// The `<Item name=… sample="N" role="ROLE">TEXT</Item>` entries of GDAL's metadata XML with
+/// the given role, as (band index, text). GDAL writes this flat, one item per element, so a
+/// scan suffices; entities are decoded.
+fn gdal_metadata_items(xml: &str, role: &str) -> Vec<(usize, String)> {
+    let mut items = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find("<Item") {
+        rest = &rest[start..];
+        let Some(head_end) = rest.find('>') else {
+            break;
+        };
+        let head = &rest[..head_end];
+        let body = &rest[head_end + 1..];
+        let Some(body_end) = body.find("</Item>") else {
+            break;
+        };
+        let text = &body[..body_end];
+        rest = &body[body_end..];
+        let attribute = |name: &str| {
+            let key = format!("{name}=\"");
+            let at = head.find(&key)? + key.len();
+            let len = head[at..].find('"')?;
+            Some(&head[at..at + len])
+        };
+        if attribute("role") != Some(role) {
+            continue;
+        }
+        if let Some(sample) = attribute("sample").and_then(|s| s.parse().ok()) {
+            items.push((sample, unescape(text.trim())));
+        }
+    }
+    items
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gdal_metadata_items;
+
+    #[test]
+    fn gdal_band_metadata_is_read_by_role() {
+        let xml = r#"<GDALMetadata>
+  <Item name="DESCRIPTION" sample="1" role="description">Sigma0_VV</Item>
+  <Item name="DESCRIPTION" sample="0" role="description">Sigma0_VH &amp; more</Item>
+  <Item name="UNITTYPE" sample="0" role="unittype">dB</Item>
+  <Item name="AREA_OR_POINT">Area</Item>
+</GDALMetadata>"#;
+        assert_eq!(
+            gdal_metadata_items(xml, "description"),
+            [
+                (1, "Sigma0_VV".to_string()),
+                (0, "Sigma0_VH & more".to_string())
+            ]
+        );
+        assert_eq!(
+            gdal_metadata_items(xml, "unittype"),
+            [(0, "dB".to_string())]
+        );
+        assert!(gdal_metadata_items("<Item role=\"description\">", "description").is_empty());
     }
 }
