@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod ota;
 pub mod pipeline;
+pub mod reference;
 pub mod scene;
 pub mod sink;
 pub mod synth;

@@ -11,6 +11,7 @@ use indicatif::ProgressBar;
 use crate::area::PixelArea;
 use crate::blend::{Blender, FinishedRow};
 use crate::engine::Engine;
+use crate::reference::{FloodStats, ReferenceWater};
 use crate::scene::{Scene, Window};
 use crate::sink::{MaskRow, RowSink, NODATA};
 use crate::tiles::{Stripe, TileGrid};
@@ -41,6 +42,8 @@ pub struct Stats {
     pub valid_area_km2: Option<f64>,
     pub seconds: f64,
     pub model_seconds: f64,
+    /// Water split into flood and permanent water, for runs with reference water.
+    pub flood: Option<FloodStats>,
 }
 
 impl Stats {
@@ -94,9 +97,11 @@ pub fn segment(
     engine: &Engine,
     manifest: &Manifest,
     cfg: &SegmentConfig,
+    reference: Option<&ReferenceWater>,
     sinks: &mut [Box<dyn RowSink + '_>],
     progress: &ProgressBar,
 ) -> anyhow::Result<Stats> {
+    let reference = reference.filter(|r| !r.is_empty());
     let started = Instant::now();
     let grid = TileGrid::new(
         scene.width(),
@@ -116,10 +121,14 @@ pub fn segment(
             width: scene.width(),
             height: scene.height(),
             tiles: grid.len(),
+            flood: reference.map(|_| FloodStats::default()),
             ..Stats::default()
         },
+        reference,
         water_m2: 0.0,
         valid_m2: 0.0,
+        flood_m2: 0.0,
+        permanent_m2: 0.0,
     };
     progress.set_length(stripes.iter().map(|s| s.tiles.len() as u64).sum());
     for stripe in &stripes {
@@ -132,6 +141,10 @@ pub fn segment(
     if !matches!(run.area, PixelArea::Unknown) {
         stats.water_area_km2 = Some(run.water_m2 / 1e6);
         stats.valid_area_km2 = Some(run.valid_m2 / 1e6);
+        if let Some(flood) = &mut stats.flood {
+            flood.flood_area_km2 = Some(run.flood_m2 / 1e6);
+            flood.permanent_water_area_km2 = Some(run.permanent_m2 / 1e6);
+        }
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
@@ -152,8 +165,11 @@ struct Run<'a> {
     grid: &'a TileGrid,
     area: PixelArea,
     stats: Stats,
+    reference: Option<&'a ReferenceWater>,
     water_m2: f64,
     valid_m2: f64,
+    flood_m2: f64,
+    permanent_m2: f64,
 }
 
 impl Run<'_> {
@@ -211,8 +227,9 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Thresholds the stripe's own columns of a finished row into the mask, hands them to
-    /// every sink, and counts them.
+    /// Thresholds the stripe's own columns of a finished row into the mask (split into flood
+    /// and permanent water when there is reference water), hands them to every sink, and
+    /// counts them.
     fn emit(
         &mut self,
         row: &FinishedRow,
@@ -221,7 +238,7 @@ impl Run<'_> {
     ) -> anyhow::Result<()> {
         let probability = &row.probability[stripe.x0 - row.x0..stripe.x1 - row.x0];
         let threshold = self.cfg.threshold;
-        let mask: Vec<u8> = probability
+        let mut mask: Vec<u8> = probability
             .iter()
             .map(|&p| {
                 if p.is_nan() {
@@ -231,8 +248,15 @@ impl Run<'_> {
                 }
             })
             .collect();
-        let water = mask.iter().filter(|&&m| m == 1).count() as u64;
         let land = mask.iter().filter(|&&m| m == 0).count() as u64;
+        let nodata = mask.iter().filter(|&&m| m == NODATA).count() as u64;
+        let water = mask.len() as u64 - land - nodata;
+        let mut split = (0, 0);
+        if let (Some(reference), Some(flood)) = (self.reference, &mut self.stats.flood) {
+            split = reference
+                .classify(row.y, stripe.x0, &mut mask, flood)
+                .context("reading the reference water")?;
+        }
         let out = MaskRow {
             y: row.y,
             x0: stripe.x0,
@@ -244,10 +268,12 @@ impl Run<'_> {
         }
         self.stats.water_pixels += water;
         self.stats.land_pixels += land;
-        self.stats.nodata_pixels += mask.len() as u64 - water - land;
+        self.stats.nodata_pixels += nodata;
         if let Some(m2) = self.area.row_m2(row.y) {
             self.water_m2 += water as f64 * m2;
             self.valid_m2 += (water + land) as f64 * m2;
+            self.flood_m2 += split.0 as f64 * m2;
+            self.permanent_m2 += split.1 as f64 * m2;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ mod util;
 mod cross;
 mod errors;
 mod eval;
+mod flood;
 mod golden;
 mod offline;
 mod products;

@@ -67,6 +67,7 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         vector: None,
         report: Some(args.out.join("report.json")),
         cog: false,
+        reference: Default::default(),
         model: ModelArgs {
             model: args.model.clone(),
             ..ModelArgs::default()

@@ -206,6 +206,7 @@ fn evaluate_chip(
             &prepared.engine,
             &prepared.manifest,
             cfg,
+            None,
             &mut sinks,
             &indicatif::ProgressBar::hidden(),
         )?;

@@ -558,6 +558,7 @@ fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
             &model.engine,
             &model.manifest,
             &cfg,
+            None,
             &mut sinks,
             job.progress(),
         )?;

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use geotiff_writer::{
-    CogBuilder, CogTileWriter, Compression, GeoTiffBuilder, Resampling, StreamingTileWriter,
+    CogBuilder, CogTileWriter, ColorMap, Compression, GeoTiffBuilder, PhotometricInterpretation,
+    Resampling, StreamingTileWriter,
 };
 use ndarray::ArrayView2;
 use tempfile::NamedTempFile;
@@ -27,6 +28,8 @@ pub enum Layer {
     Mask,
     /// Water probability in percent, 0–100, 255 no data.
     Probability,
+    /// 0 land, 1 flood water, 2 permanent water, 255 no data, with a colour table.
+    Classes,
 }
 
 enum Writer {
@@ -63,6 +66,13 @@ impl GeoTiffSink {
             .compression(Compression::Deflate)
             .tile_size(BLOCK_PX as u32, BLOCK_PX as u32)
             .nodata(&NODATA.to_string());
+        if layer == Layer::Classes {
+            let [r, g, b] = crate::reference::palette();
+            let colours = ColorMap::new(r, g, b).map_err(anyhow::Error::msg)?;
+            builder = builder
+                .photometric(PhotometricInterpretation::Palette)
+                .color_map(colours);
+        }
         match scene.transform() {
             Some(gt) => builder = builder.crs(scene.crs().clone()).transform(*gt),
             None => log::warn!(
@@ -149,7 +159,7 @@ impl RowSink for GeoTiffSink {
             )
         );
         match self.layer {
-            Layer::Mask => self.strip.extend_from_slice(row.mask),
+            Layer::Mask | Layer::Classes => self.strip.extend_from_slice(row.mask),
             Layer::Probability => self.strip.extend(row.probability.iter().map(|&p| {
                 if p.is_nan() {
                     NODATA

@@ -78,7 +78,8 @@ pub struct MaskRow<'a> {
     pub x0: usize,
     /// Water probability in [0, 1]; NaN where the input had no data.
     pub probability: &'a [f32],
-    /// 0 land, 1 water, [`NODATA`].
+    /// 0 land, 1 water, [`NODATA`]; with reference water 1 is flood water and 2 permanent
+    /// water (see [`crate::reference::class`]).
     pub mask: &'a [u8],
 }
 
