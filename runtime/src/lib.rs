@@ -28,3 +28,4 @@ pub mod scene;
 pub mod sink;
 pub mod synth;
 pub mod tiles;
+pub mod vector;

@@ -65,6 +65,8 @@ pub fn run(args: DemoArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         output: mask_path.clone(),
         probability: Some(args.out.join("probability.tif")),
         vector: None,
+        simplify: None,
+        vector_crs: "scene".into(),
         report: Some(args.out.join("report.json")),
         cog: false,
         reference: Default::default(),

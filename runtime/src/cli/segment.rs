@@ -9,11 +9,11 @@ use clap::Args;
 
 use super::{progress_bar, ModelArgs, PreparedModel, SceneArgs};
 use crate::pipeline::{scene_report, segment, SegmentConfig, Stats};
-use crate::reference::ReferenceWater;
+use crate::reference::{class, ReferenceWater};
 use crate::scene::{RadarUnits, Scene, SceneFiles, SceneInput};
-use crate::sink::geojson::GeoJsonSink;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
 use crate::sink::{write_atomically, RowSink};
+use crate::vector::{self, VectorOptions};
 
 /// Map water in a scene: GeoTIFF mask, probability raster, GeoJSON polygons, flooded km².
 ///
@@ -31,10 +31,19 @@ pub struct SegmentArgs {
     /// Also write the water probability, uint8 percent 0–100, 255 no data.
     #[arg(long, value_name = "P.tif")]
     pub probability: Option<PathBuf>,
-    /// Also write water polygons as GeoJSON, in the scene's CRS (flood water only, when there
-    /// is reference water).
+    /// Also write water outlines: polygons with holes traced along pixel edges, one per
+    /// connected region, with class, pixels and area_m2. `.gpkg` writes a GeoPackage, anything
+    /// else GeoJSON. With reference water, flood and permanent water are separate classes.
     #[arg(long, value_name = "WATER.geojson")]
     pub vector: Option<PathBuf>,
+    /// Simplify the outlines (Douglas–Peucker) by up to this many metres, keeping every
+    /// polygon valid [default: every pixel corner kept].
+    #[arg(long, value_name = "METRES", requires = "vector")]
+    pub simplify: Option<f64>,
+    /// Coordinates of the outlines: `scene` (the scene's CRS) or `4326` (WGS 84 longitude and
+    /// latitude, as GeoJSON's RFC 7946 recommends; from UTM scenes).
+    #[arg(long, value_name = "CRS", default_value = "scene", value_parser = ["scene", "4326"], requires = "vector")]
+    pub vector_crs: String,
     /// Also write a JSON report: water area in km², fractions, tiles, timings, peak memory.
     #[arg(long, value_name = "R.json")]
     pub report: Option<PathBuf>,
@@ -114,8 +123,12 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             args.cog,
         )?));
     }
+    let outline_options = VectorOptions {
+        simplify_m: args.simplify,
+        wgs84: args.vector_crs == "4326",
+    };
     if let Some(v) = &args.vector {
-        sinks.push(Box::new(GeoJsonSink::create(v, &scene)?));
+        vector::check(v, &scene, &outline_options)?;
     }
     let bar = progress_bar(quiet, "segmenting");
     let stats = segment(
@@ -133,12 +146,28 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         sink.finish()?;
     }
     drop(reference);
+    let outlines = match &args.vector {
+        Some(v) => {
+            let classes: &[(u8, &str)] = if layer == Layer::Classes {
+                &[(class::FLOOD, "flood"), (class::PERMANENT, "permanent")]
+            } else {
+                &[(1, "water")]
+            };
+            let stats = vector::write_outlines(&args.output, classes, &outline_options, v)
+                .with_context(|| format!("writing outlines to {}", v.display()))?;
+            Some(stats)
+        }
+        None => None,
+    };
     let outputs = serde_json::json!({
         if layer == Layer::Classes { "classes" } else { "mask" }: &args.output,
         "probability": &args.probability,
         "vector": &args.vector,
     });
     let mut report = scene_report(&input, &scene, &prepared, &cfg, &stats, &plan, outputs);
+    if let Some(outlines) = outlines {
+        report["outlines"] = serde_json::json!(outlines);
+    }
     if let Some(before) = &before {
         report["before"] = serde_json::json!({
             "scene_files": before.input.paths(),

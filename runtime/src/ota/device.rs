@@ -22,7 +22,6 @@ use super::store::{slot_version, Store};
 use crate::model::{read_keys, HealthCheck, ModelSpec, PreparedModel, DEFAULT_OVERLAP_PX};
 use crate::pipeline::{scene_report, segment, SegmentConfig};
 use crate::scene::SceneInput;
-use crate::sink::geojson::GeoJsonSink;
 use crate::sink::geotiff::{GeoTiffSink, Layer};
 use crate::sink::{quicklook, write_atomically, MaskRow, RowSink};
 
@@ -550,9 +549,6 @@ fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
             Box::new(GeoTiffSink::create(&out.mask, &scene, Layer::Mask, false)?),
             Box::new(MaskDigest(&mut hasher)),
         ];
-        if let Some(path) = &out.vector {
-            sinks.push(Box::new(GeoJsonSink::create(path, &scene)?));
-        }
         let stats = segment(
             &scene,
             &model.engine,
@@ -567,6 +563,9 @@ fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
         }
         stats
     };
+    if let Some(path) = &out.vector {
+        crate::vector::write_outlines(&out.mask, &[(1, "water")], &Default::default(), path)?;
+    }
     if let Some(path) = &out.report {
         let outputs = serde_json::json!({ "mask": &out.mask, "vector": &out.vector, "quicklook": &out.quicklook });
         let report = scene_report(&input, &scene, model, &cfg, &stats, &plan, outputs);

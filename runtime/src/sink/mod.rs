@@ -1,7 +1,6 @@
 //! Sinks: where finished rows go. Each takes rows in order, top to bottom, and holds at most a
 //! strip of them, so output never costs memory in proportion to the scene.
 
-pub mod geojson;
 pub mod geotiff;
 pub mod quicklook;
 
