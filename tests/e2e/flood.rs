@@ -113,9 +113,15 @@ fn a_pre_event_scene_splits_water_into_flood_and_permanent_water() {
     write_scene(&before, 10.0, false);
     write_scene(&after, 10.0, true);
     let out = dir.path().join("classes.tif");
+    let outlines = dir.path().join("outlines.geojson");
     let report = segment_with(
         &after,
-        &["--before".as_ref(), before.as_os_str()],
+        &[
+            "--before".as_ref(),
+            before.as_os_str(),
+            "--vector".as_ref(),
+            outlines.as_os_str(),
+        ],
         &out,
         &dir.path().join("r.json"),
     );
@@ -136,6 +142,16 @@ fn a_pre_event_scene_splits_water_into_flood_and_permanent_water() {
         (at(50, 50), at(150, 200), at(220, 10), at(220, 300)),
         (0.0, 1.0, 2.0, 2.0)
     );
+    // Outlines by class: the flood (one polygon cut in two by the river) and the river.
+    let features = read_json(&outlines)["features"].as_array().unwrap().clone();
+    let pixels = |class: &str| -> u64 {
+        features
+            .iter()
+            .filter(|f| f["properties"]["class"] == class)
+            .map(|f| f["properties"]["pixels"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((pixels("flood"), pixels("permanent")), (78_000, 24_000));
     // The pre-event mask was temporary.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -143,8 +159,8 @@ fn a_pre_event_scene_splits_water_into_flood_and_permanent_water() {
         .collect();
     assert_eq!(
         left.len(),
-        4,
-        "only the inputs, classes and report remain: {left:?}"
+        5,
+        "only the inputs, classes, outlines and report remain: {left:?}"
     );
 
     // A colour table GIS tools show at once.

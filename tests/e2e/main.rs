@@ -13,6 +13,7 @@ mod eval;
 mod flood;
 mod golden;
 mod offline;
+mod outlines;
 mod products;
 mod scene_formats;
 mod segment;
