@@ -535,8 +535,9 @@ impl RowSink for MaskDigest<'_> {
 fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
     let model = &loaded.model;
     let out = &job.outputs;
-    // Units and band order as the files state them (else dB), as on the command line.
-    let input = SceneInput::file(&job.scene_path);
+    // Units and band order as the files state them (else dB), as on the command line; a
+    // HyP3 or Planetary Computer file brings its other polarisation from beside it.
+    let input = SceneInput::with_partner(&job.scene_path);
     let (scene, plan) = model.open_scene(&input)?;
     let cfg = SegmentConfig {
         overlap_px: DEFAULT_OVERLAP_PX.min(model.engine.config.tile_px / 4),

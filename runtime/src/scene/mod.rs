@@ -90,6 +90,38 @@ impl SceneInput {
         }
     }
 
+    /// `path`, joined by its other polarisation where the product splits them into files
+    /// named alike: `…_VV.tif` with `…_VH.tif` beside it (ASF HyP3), `iw-vh.rtc.tiff` with
+    /// `iw-vv.rtc.tiff` (Planetary Computer). Otherwise `path` alone. For jobs that name one
+    /// file.
+    pub fn with_partner(path: &Path) -> SceneInput {
+        let alone = SceneInput::file(path);
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return alone;
+        };
+        let Some((given, partner_name)) = radar::partner_name(name) else {
+            return alone;
+        };
+        let partner = path.with_file_name(partner_name);
+        // Only a file that really lies beside it: a link leading elsewhere is not a partner
+        // (jobs are confined to their folder).
+        let folder = |p: &Path| {
+            p.canonicalize()
+                .ok()
+                .and_then(|c| c.parent().map(Path::to_owned))
+        };
+        if !partner.is_file() || folder(&partner).is_none() || folder(&partner) != folder(path) {
+            return alone;
+        }
+        let mut files = vec![(given.to_string(), path.to_owned())];
+        let other = if given == "vv" { "vh" } else { "vv" };
+        files.push((other.to_string(), partner));
+        SceneInput {
+            files: SceneFiles::PerBand(files),
+            units: None,
+        }
+    }
+
     /// The first file: the one reports and messages name.
     pub fn path(&self) -> &Path {
         match &self.files {
@@ -551,5 +583,42 @@ fn check_units(
             },
             evidence,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_split_product_file_brings_its_partner_from_beside_it_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let name = |pol: &str| format!("S1A_IW_20180613T101921_DVP_RTC30_G_gpuned_4C2B_{pol}.tif");
+        let vv = dir.path().join(name("VV"));
+        std::fs::write(&vv, b"").unwrap();
+        // Alone: no partner yet.
+        assert!(matches!(
+            SceneInput::with_partner(&vv).files,
+            SceneFiles::One(_)
+        ));
+        // A partner that is a link out of the folder is not taken.
+        let outside = elsewhere.path().join("x.tif");
+        std::fs::write(&outside, b"").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join(name("VH"))).unwrap();
+        assert!(matches!(
+            SceneInput::with_partner(&vv).files,
+            SceneFiles::One(_)
+        ));
+        // A real one beside it is.
+        std::fs::remove_file(dir.path().join(name("VH"))).unwrap();
+        std::fs::write(dir.path().join(name("VH")), b"").unwrap();
+        match SceneInput::with_partner(&vv).files {
+            SceneFiles::PerBand(files) => {
+                assert_eq!(files[0], ("vv".to_string(), vv.clone()));
+                assert_eq!(files[1], ("vh".to_string(), dir.path().join(name("VH"))));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

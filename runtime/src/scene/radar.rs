@@ -75,6 +75,38 @@ pub fn polarisation_in(text: &str) -> Option<&'static str> {
     found.all(|other| other == first).then_some(first)
 }
 
+/// For a file name stating VV or VH as one word (`…_VV.tif`, `iw-vh.rtc.tiff`): that
+/// polarisation and the same name with the other one, in the same letter case.
+pub fn partner_name(name: &str) -> Option<(&'static str, String)> {
+    let given = polarisation_in(name).filter(|p| matches!(*p, "vv" | "vh"))?;
+    let other = if given == "vv" { "vh" } else { "vv" };
+    let mut out = String::with_capacity(name.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.eq_ignore_ascii_case(given) {
+            let upper = word.chars().all(|c| c.is_ascii_uppercase());
+            out.push_str(&if upper {
+                other.to_ascii_uppercase()
+            } else {
+                other.to_string()
+            });
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    Some((given, out))
+}
+
 /// Units stated by a product's file name, with the product that names files that way.
 ///
 /// - ASF HyP3 RTC: `S1A_IW_20180128T161201_DVP_RTC30_G_gpuned_FD6A_VV.tif`, where the second
@@ -166,6 +198,21 @@ mod tests {
         assert_eq!(polarisation_in("river.tif"), None);
         // A word that merely contains the letters is not a polarisation.
         assert_eq!(polarisation_in("vvv_hvac.tif"), None);
+    }
+
+    #[test]
+    fn split_products_name_their_other_polarisation() {
+        let hyp3 = "S1A_IW_20180128T161201_DVP_RTC30_G_gpuned_FD6A_VV.tif";
+        assert_eq!(
+            partner_name(hyp3),
+            Some(("vv", hyp3.replace("_VV.tif", "_VH.tif")))
+        );
+        assert_eq!(
+            partner_name("iw-vh.rtc.tiff"),
+            Some(("vh", "iw-vv.rtc.tiff".to_string()))
+        );
+        assert_eq!(partner_name("scene.tif"), None);
+        assert_eq!(partner_name("hh_only.tif"), None);
     }
 
     #[test]
