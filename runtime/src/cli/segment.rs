@@ -15,7 +15,7 @@ use crate::sink::geotiff::{GeoTiffSink, Layer};
 use crate::sink::{write_atomically, RowSink};
 use crate::vector::{self, VectorOptions};
 
-/// Map water in a scene: GeoTIFF mask, probability raster, GeoJSON polygons, flooded km².
+/// Map water in a scene: GeoTIFF mask, probability raster, outlines (GeoJSON, GeoPackage), km².
 ///
 /// With reference water (--before and/or --permanent-water) the output tells flood water from
 /// the water that was there before: 0 land, 1 flood water, 2 permanent water, 255 no data, with
