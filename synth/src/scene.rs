@@ -341,7 +341,7 @@ impl Scene {
             }
         }
         let id = self.parcel(fx, fy);
-        if id % 7 == 0 {
+        if id.is_multiple_of(7) {
             Surface::Forest
         } else {
             Surface::Field(id)

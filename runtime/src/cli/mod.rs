@@ -55,7 +55,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    Segment(segment::SegmentArgs),
+    Segment(Box<segment::SegmentArgs>),
     Eval(eval::EvalArgs),
     Info(info::InfoArgs),
     Demo(demo::DemoArgs),
@@ -97,7 +97,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = cli.quiet;
     match cli.command {
-        Command::Segment(args) => segment::run(args, quiet),
+        Command::Segment(args) => segment::run(*args, quiet),
         Command::Eval(args) => eval::run(args, quiet),
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args, quiet),

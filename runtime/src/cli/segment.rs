@@ -103,6 +103,14 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         stripe_px: prepared.stripe_px,
         threshold: prepared.manifest.output.threshold,
     };
+    // Outlines that cannot be written are refused before any work.
+    let outline_options = VectorOptions {
+        simplify_m: args.simplify,
+        wgs84: args.vector_crs == "4326",
+    };
+    if let Some(v) = &args.vector {
+        vector::check(v, &scene, &outline_options)?;
+    }
     let (reference, before) = reference_water(&args, &prepared, &scene, &cfg, quiet)?;
     let layer = if reference.is_empty() {
         Layer::Mask
@@ -123,28 +131,14 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             args.cog,
         )?));
     }
-    let outline_options = VectorOptions {
-        simplify_m: args.simplify,
-        wgs84: args.vector_crs == "4326",
-    };
-    if let Some(v) = &args.vector {
-        vector::check(v, &scene, &outline_options)?;
-    }
-    let bar = progress_bar(quiet, "segmenting");
-    let stats = segment(
-        &scene,
-        &prepared.engine,
-        &prepared.manifest,
+    let stats = segment_into(
+        &prepared,
+        (&scene, &input),
         &cfg,
         Some(&reference),
-        &mut sinks,
-        &bar,
-    )
-    .with_context(|| format!("segmenting {}", input.path().display()))?;
-    bar.finish_and_clear();
-    for sink in sinks {
-        sink.finish()?;
-    }
+        sinks,
+        ("segmenting", quiet),
+    )?;
     drop(reference);
     let outlines = match &args.vector {
         Some(v) => {
@@ -225,27 +219,20 @@ fn reference_water(
             .tempdir_in(parent_dir(&args.output))
             .with_context(|| format!("cannot write beside {}", args.output.display()))?;
         let mask = dir.path().join("before-mask.tif");
-        let mut sinks: Vec<Box<dyn RowSink>> = vec![Box::new(GeoTiffSink::create(
+        let sinks: Vec<Box<dyn RowSink>> = vec![Box::new(GeoTiffSink::create(
             &mask,
             &pre,
             Layer::Mask,
             false,
         )?)];
-        let bar = progress_bar(quiet, "segmenting the pre-event scene");
-        let stats = segment(
-            &pre,
-            &prepared.engine,
-            &prepared.manifest,
+        let stats = segment_into(
+            prepared,
+            (&pre, &input),
             cfg,
             None,
-            &mut sinks,
-            &bar,
-        )
-        .with_context(|| format!("segmenting {}", input.path().display()))?;
-        bar.finish_and_clear();
-        for sink in sinks {
-            sink.finish()?;
-        }
+            sinks,
+            ("segmenting the pre-event scene", quiet),
+        )?;
         reference.add(&mask, 1.0, scene)?;
         before = Some(Before {
             input,
@@ -259,6 +246,34 @@ fn reference_water(
             .with_context(|| format!("reference water {}", path.display()))?;
     }
     Ok((reference, before))
+}
+
+/// Segments a scene into `sinks` behind a progress bar (`what`, hidden when quiet) and
+/// completes them.
+fn segment_into(
+    prepared: &PreparedModel,
+    (scene, input): (&Scene, &SceneInput),
+    cfg: &SegmentConfig,
+    reference: Option<&ReferenceWater>,
+    mut sinks: Vec<Box<dyn RowSink + '_>>,
+    (what, quiet): (&str, bool),
+) -> anyhow::Result<Stats> {
+    let bar = progress_bar(quiet, what);
+    let stats = segment(
+        scene,
+        &prepared.engine,
+        &prepared.manifest,
+        cfg,
+        reference,
+        &mut sinks,
+        &bar,
+    )
+    .with_context(|| format!("segmenting {}", input.path().display()))?;
+    bar.finish_and_clear();
+    for sink in sinks {
+        sink.finish()?;
+    }
+    Ok(stats)
 }
 
 fn parent_dir(path: &Path) -> &Path {

@@ -144,7 +144,9 @@ fn open_geopackage(out: &Path, _geo: &Georef) -> anyhow::Result<Box<dyn FeatureW
 pub(crate) struct Georef {
     transform: GeoTransform,
     area: PixelArea,
-    /// The CRS of the written coordinates (None: unknown, pixel coordinates or unnamed).
+    /// The CRS of the written coordinates (None: unknown, pixel coordinates or unnamed);
+    /// GeoPackage defines it in the file (board builds write no GeoPackage).
+    #[cfg_attr(not(target_env = "gnu"), allow(dead_code))]
     pub crs: Option<Crs>,
     /// The mask's EPSG code, kept for files that name it but cannot define it.
     pub epsg: Option<u32>,

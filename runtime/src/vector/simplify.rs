@@ -61,8 +61,14 @@ impl SegmentGrid {
     /// Cells a segment's bounding box covers.
     fn cells_of(&self, a: Vertex, b: Vertex) -> impl Iterator<Item = usize> + '_ {
         let at = |v: i64, o: i64| ((v - o) / self.cell).clamp(0, self.side - 1);
-        let (cx0, cx1) = (at(a.0.min(b.0), self.origin.0), at(a.0.max(b.0), self.origin.0));
-        let (cy0, cy1) = (at(a.1.min(b.1), self.origin.1), at(a.1.max(b.1), self.origin.1));
+        let (cx0, cx1) = (
+            at(a.0.min(b.0), self.origin.0),
+            at(a.0.max(b.0), self.origin.0),
+        );
+        let (cy0, cy1) = (
+            at(a.1.min(b.1), self.origin.1),
+            at(a.1.max(b.1), self.origin.1),
+        );
         (cy0..=cy1).flat_map(move |cy| (cx0..=cx1).map(move |cx| (cy * self.side + cx) as usize))
     }
 
