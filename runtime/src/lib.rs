@@ -19,6 +19,8 @@ pub mod budget;
 pub mod cli;
 pub mod embedded;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod metrics;
 pub mod model;
 pub mod ota;

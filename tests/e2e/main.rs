@@ -11,6 +11,7 @@ mod cross;
 mod errors;
 mod eval;
 mod flood;
+mod fuzz_corpus;
 mod golden;
 mod offline;
 mod outlines;
