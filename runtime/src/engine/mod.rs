@@ -134,10 +134,18 @@ impl ModelFile {
             path: source.clone(),
             reason: e.to_string(),
         })?;
-        if proto.graph.is_none() {
+        let Some(graph) = &proto.graph else {
             return Err(EngineError::NotOnnx {
                 path: source,
                 reason: "it has no graph".into(),
+            });
+        };
+        if let Some(name) = dangling_output(graph) {
+            return Err(EngineError::NotOnnx {
+                path: source,
+                reason: format!(
+                    "graph output {name:?} is produced by no node, input or initializer"
+                ),
             });
         }
         let mut file = ModelFile {
@@ -263,6 +271,34 @@ impl ModelFile {
                 .collect(),
         }
     }
+}
+
+/// A graph output (in the graph or any subgraph) that names nothing: tract looks outputs up by
+/// name and panics on such a file, so it is refused first. Found by fuzzing (#17).
+fn dangling_output(graph: &pb::GraphProto) -> Option<String> {
+    let mut known: std::collections::HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    for node in &graph.node {
+        // tract turns names that nodes read but nothing defines into inputs of their own.
+        known.extend(node.input.iter().chain(&node.output).map(String::as_str));
+    }
+    if let Some(output) = graph
+        .output
+        .iter()
+        .find(|o| !known.contains(o.name.as_str()))
+    {
+        return Some(output.name.clone());
+    }
+    graph
+        .node
+        .iter()
+        .flat_map(|n| &n.attribute)
+        .flat_map(|a| a.g.iter().chain(&a.graphs))
+        .find_map(dangling_output)
 }
 
 fn value_shape(v: &pb::ValueInfoProto) -> Vec<String> {
