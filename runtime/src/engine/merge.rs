@@ -147,7 +147,11 @@ impl Stored {
         if shape != dims {
             return Err(format!("has shape {shape:?}, the manifest says {dims:?}"));
         }
-        let count = dims[0] * dims[1];
+        // Checked: on 32-bit boards two u32 dimensions can overflow usize.
+        let count = dims[0]
+            .checked_mul(dims[1])
+            .filter(|c| c.checked_mul(4).is_some())
+            .ok_or("is too large for this device")?;
         let raw = &tensor.raw_data;
         let (values, encoding) = match tensor.data_type {
             FLOAT if raw.len() == 4 * count => (to_f32(raw, Dtype::F32), Encoding::F32),

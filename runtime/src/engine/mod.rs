@@ -238,9 +238,15 @@ impl ModelFile {
             .filter_map(|a| a.t.as_ref());
         let (mut parameters, mut weight_bytes) = (0u64, 0u64);
         for t in graph.initializer.iter().chain(constants) {
-            let n: u64 = t.dims.iter().map(|&d| d.max(0) as u64).product();
-            parameters += n;
-            weight_bytes += n * elem_size(t.data_type) as u64;
+            // Saturating: a file may declare dimensions whose product overflows (found by the
+            // corpus replay, which runs with overflow checks).
+            let n = t
+                .dims
+                .iter()
+                .fold(1u64, |n, &d| n.saturating_mul(d.max(0) as u64));
+            parameters = parameters.saturating_add(n);
+            weight_bytes =
+                weight_bytes.saturating_add(n.saturating_mul(elem_size(t.data_type) as u64));
         }
         ModelInfo {
             source: self.source.clone(),
@@ -407,6 +413,13 @@ impl Engine {
             typed = translator.transform_into(typed).map_err(prepare)?;
         }
         let typed = typed.into_optimized().map_err(prepare)?;
+        // tract's output_fact indexes without checking; a graph can have lost every output.
+        if typed.output_outlets().map_or(true, |o| o.is_empty()) {
+            return Err(EngineError::Prepare {
+                path,
+                reason: "the model has no output".into(),
+            });
+        }
         let out_shape = typed
             .output_fact(0)
             .map_err(prepare)?
