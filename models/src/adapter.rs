@@ -202,6 +202,14 @@ impl Adapter {
         }
         let size = self.dtype.size() as u64;
         for d in &self.deltas {
+            // A weight with no rows or columns adapts nothing; its update would divide the
+            // output into zero-wide rows (found by fuzzing, #17).
+            if d.d_in == 0 || d.d_out == 0 {
+                return bad(format!(
+                    "{}: dimensions [{}, {}] must be positive",
+                    d.weight, d.d_out, d.d_in
+                ));
+            }
             let (r, d_in, d_out) = (u64::from(self.rank), u64::from(d.d_in), u64::from(d.d_out));
             if d.a.len() as u64 != r * d_in * size || d.b.len() as u64 != d_out * r * size {
                 return bad(format!(
@@ -227,7 +235,7 @@ impl Adapter {
     pub fn delta_in_out(&self, d: &LoraDelta) -> Result<Vec<f32>, AdapterError> {
         let (r, d_in, d_out) = (self.rank as usize, d.d_in as usize, d.d_out as usize);
         let (a, b) = (to_f32(&d.a, self.dtype), to_f32(&d.b, self.dtype));
-        if a.len() != r * d_in || b.len() != d_out * r {
+        if r == 0 || d_in == 0 || d_out == 0 || a.len() != r * d_in || b.len() != d_out * r {
             return Err(AdapterError::Inconsistent(format!(
                 "{}: factor sizes do not match rank {r} × [{d_out}, {d_in}]",
                 d.weight
