@@ -117,6 +117,22 @@ impl Verified {
     }
 }
 
+/// A file around `body`: header, the body as given, and `key`'s signature over both. For
+/// [`Adapter::encode`], and for tests and fuzzing that need a correctly signed file around
+/// arbitrary bytes.
+pub fn signed_file(body: &[u8], key: &SigningKey) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + SIGNATURE_LEN);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&0u16.to_le_bytes());
+    bytes.extend_from_slice(&key.key_id().0);
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(body);
+    let signature = key.sign(&bytes);
+    bytes.extend_from_slice(&signature);
+    bytes
+}
+
 /// What the header says, readable before anything is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -263,16 +279,7 @@ impl Adapter {
     pub fn encode(&self, key: &SigningKey) -> Result<Vec<u8>, AdapterError> {
         self.check()?;
         let body = postcard::to_allocvec(self).map_err(|e| AdapterError::Decode(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + SIGNATURE_LEN);
-        bytes.extend_from_slice(&MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&0u16.to_le_bytes());
-        bytes.extend_from_slice(&key.key_id().0);
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        let signature = key.sign(&bytes);
-        bytes.extend_from_slice(&signature);
-        Ok(bytes)
+        Ok(signed_file(&body, key))
     }
 
     /// Decodes without checking the signature: for tools that show or send an adapter (the

@@ -5,7 +5,7 @@
 
 use std::io::Write as _;
 
-use flood_models::adapter::{self, Adapter, HEADER_LEN, MAGIC};
+use flood_models::adapter::{self, Adapter, HEADER_LEN};
 use flood_models::protocol::{self, Request, Response};
 use flood_models::sign::{SigningKey, TrustedKeys};
 use flood_models::Manifest;
@@ -14,8 +14,11 @@ use flood_targets::Precision;
 use crate::engine::{Engine, EngineConfig, ModelFile};
 use crate::scene::{Raster, Scene};
 
+/// A harness: any bytes in, never a panic.
+pub type Harness = fn(&[u8]);
+
 /// The targets, by name, as `fuzz/fuzz_targets/NAME.rs` and `fuzz/corpus/NAME/` call them.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Harness); 5] = [
     ("adapter", adapter),
     ("protocol", protocol),
     ("manifest", manifest),
@@ -40,15 +43,7 @@ pub fn adapter(data: &[u8]) {
     let trusted = TrustedKeys::new(vec![key.public()]);
     let _ = Adapter::read_unverified(data, MAX_BODY);
     let _ = Adapter::verify(data, &trusted, MAX_BODY);
-    let mut file = Vec::with_capacity(HEADER_LEN + data.len() + adapter::SIGNATURE_LEN);
-    file.extend_from_slice(&MAGIC);
-    file.extend_from_slice(&adapter::FORMAT_VERSION.to_le_bytes());
-    file.extend_from_slice(&0u16.to_le_bytes());
-    file.extend_from_slice(&key.key_id().0);
-    file.extend_from_slice(&(data.len() as u64).to_le_bytes());
-    file.extend_from_slice(data);
-    let signature = key.sign(&file);
-    file.extend_from_slice(&signature);
+    let file = adapter::signed_file(data, &key);
     if let Ok(verified) = Adapter::verify(&file, &trusted, MAX_BODY) {
         let adapter = verified.adapter();
         // The device computes an update only for a weight whose shape it has matched against

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::scene::{GeoTransform, Raster, Scene, SceneError};
+use crate::scene::{epsg_name, GeoTransform, Raster, Scene, SceneError};
 use crate::sink::NODATA;
 
 /// Output classes of a run with a reference. 255 is [`NODATA`], as in the plain mask.
@@ -207,13 +207,12 @@ fn grid_map(reference: &Raster, scene: &Scene) -> Result<Option<GridMap>, Refere
     match (scene.transform(), reference.transform()) {
         (Some(s), Some(r)) => {
             if scene.epsg() != reference.epsg() {
-                let name = |e: Option<u32>| e.map_or("an unnamed CRS".into(), |e| format!("EPSG:{e}"));
                 return Err(ReferenceError::Crs {
                     aligned: path.with_extension("aligned.tif"),
                     path,
                     scene: scene.path().to_owned(),
-                    found: name(reference.epsg()),
-                    expected: name(scene.epsg()),
+                    found: epsg_name(reference.epsg()),
+                    expected: epsg_name(scene.epsg()),
                 });
             }
             if s.skew_x != 0.0 || s.skew_y != 0.0 || r.skew_x != 0.0 || r.skew_y != 0.0 {

@@ -9,7 +9,8 @@ use std::path::Path;
 #[test]
 fn every_corpus_input_regression_and_seed_passes_its_harness() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let harness: BTreeMap<&str, fn(&[u8])> = floodrt::fuzz::TARGETS.into_iter().collect();
+    let harness: BTreeMap<&str, floodrt::fuzz::Harness> =
+        floodrt::fuzz::TARGETS.into_iter().collect();
     let mut replayed: BTreeMap<&str, usize> = BTreeMap::new();
     for (&target, run) in &harness {
         for kind in ["corpus", "regressions"] {

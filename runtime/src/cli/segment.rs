@@ -10,7 +10,7 @@ use clap::Args;
 use super::{progress_bar, ModelArgs, PreparedModel, SceneArgs};
 use crate::pipeline::{scene_report, segment, SegmentConfig, Stats};
 use crate::reference::{class, ReferenceWater};
-use crate::scene::{RadarUnits, Scene, SceneFiles, SceneInput};
+use crate::scene::{epsg_name, RadarUnits, Scene, SceneFiles, SceneInput};
 use crate::sink::geotiff::{GeoTiffSink, Layer};
 use crate::sink::{write_atomically, RowSink};
 use crate::vector::{self, VectorOptions};
@@ -204,19 +204,18 @@ fn reference_water(
     if let Some(input) = args.reference.before_input(args.model.scene_units) {
         let (pre, _) = prepared.open_scene(&input)?;
         if pre.epsg() != scene.epsg() {
-            let name = |e: Option<u32>| e.map_or("an unnamed CRS".into(), |e| format!("EPSG:{e}"));
             anyhow::bail!(
                 "the pre-event scene {} is in {}, the scene in {}; warp it first, e.g. `gdalwarp -t_srs {} -r bilinear {} pre_aligned.tif`",
                 input.path().display(),
-                name(pre.epsg()),
-                name(scene.epsg()),
-                name(scene.epsg()),
+                epsg_name(pre.epsg()),
+                epsg_name(scene.epsg()),
+                epsg_name(scene.epsg()),
                 input.path().display()
             );
         }
         let dir = tempfile::Builder::new()
             .prefix(".floodrt-before-")
-            .tempdir_in(parent_dir(&args.output))
+            .tempdir_in(crate::sink::parent_dir(&args.output))
             .with_context(|| format!("cannot write beside {}", args.output.display()))?;
         let mask = dir.path().join("before-mask.tif");
         let sinks: Vec<Box<dyn RowSink>> = vec![Box::new(GeoTiffSink::create(
@@ -274,13 +273,6 @@ fn segment_into(
         sink.finish()?;
     }
     Ok(stats)
-}
-
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
 }
 
 pub(crate) fn summary_line(stats: &Stats, output: &Path) -> String {

@@ -65,6 +65,11 @@ pub enum SceneError {
     },
 }
 
+/// How messages name a CRS: `EPSG:32633`, or "an unnamed CRS".
+pub fn epsg_name(epsg: Option<u32>) -> String {
+    epsg.map_or("an unnamed CRS".into(), |e| format!("EPSG:{e}"))
+}
+
 /// Where a scene's bands come from.
 #[derive(Clone, Debug)]
 pub enum SceneFiles {
@@ -440,8 +445,11 @@ fn same_grid(first: &Part, other: &Raster) -> Result<(), SceneError> {
             other.height()
         ))
     } else if a.epsg() != other.epsg() {
-        let name = |e: Option<u32>| e.map_or("no EPSG code".into(), |e| format!("EPSG:{e}"));
-        Some(format!("{} against {}", name(a.epsg()), name(other.epsg())))
+        Some(format!(
+            "{} against {}",
+            epsg_name(a.epsg()),
+            epsg_name(other.epsg())
+        ))
     } else {
         match (a.transform(), other.transform()) {
             (Some(p), Some(q)) => {

@@ -9,13 +9,18 @@ use std::path::Path;
 use anyhow::Context;
 use tempfile::NamedTempFile;
 
+/// The folder a file path lies in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// A hidden temporary file in `target`'s folder, created at once so that an unwritable
 /// destination fails before any work is done.
 pub fn temp_beside(target: &Path) -> anyhow::Result<NamedTempFile> {
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(target);
     tempfile::Builder::new()
         .prefix(".floodrt-")
         .suffix(".tmp")
@@ -48,10 +53,7 @@ pub fn publish(temp: NamedTempFile, target: &Path) -> anyhow::Result<()> {
     })?;
     // The rename itself lives in the directory: sync it too, so a power cut right after
     // leaves the new file, not the old one.
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(target);
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))?;

@@ -21,7 +21,8 @@ pub struct GeoJsonWriter {
 
 impl GeoJsonWriter {
     pub fn create(target: &Path, geo: &Georef) -> anyhow::Result<GeoJsonWriter> {
-        let (temp, target) = super::temp_for(target)?;
+        let temp = crate::sink::temp_beside(target)?;
+        let target = target.to_owned();
         let mut out = BufWriter::new(temp.as_file().try_clone()?);
         write!(out, "{{\"type\":\"FeatureCollection\",")?;
         match geo.epsg {

@@ -24,7 +24,8 @@ pub struct GeoPackageWriter {
 
 impl GeoPackageWriter {
     pub fn create(target: &Path, geo: &Georef) -> anyhow::Result<GeoPackageWriter> {
-        let (temp, target) = super::temp_for(target)?;
+        let temp = crate::sink::temp_beside(target)?;
+        let target = target.to_owned();
         let db = Connection::open(temp.path())
             .with_context(|| format!("creating the GeoPackage {}", target.display()))?;
         // The file is renamed into place only when complete, so SQLite's own journal buys

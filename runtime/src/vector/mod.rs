@@ -10,7 +10,7 @@ mod gpkg;
 pub mod simplify;
 pub mod trace;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 
@@ -241,10 +241,4 @@ fn signed_area(ring: &[(f64, f64)]) -> f64 {
         .map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1)
         .sum::<f64>()
         / 2.0
-}
-
-/// The hidden temporary file a writer fills before publishing `target`.
-pub(crate) fn temp_for(target: &Path) -> anyhow::Result<(tempfile::NamedTempFile, PathBuf)> {
-    let temp = crate::sink::temp_beside(target)?;
-    Ok((temp, target.to_owned()))
 }
