@@ -17,10 +17,12 @@ shift || true
 targets=${*:-adapter protocol manifest onnx geotiff}
 shared=${FLOOD_SHARED:-../shared}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-export RUSTC_BOOTSTRAP=1
 seeds=$PWD/target/fuzz-seeds
 rm -rf "$seeds"
 FLOOD_FUZZ_SEEDS=$seeds cargo test -q -p floodrt --test e2e fuzz_corpus >/dev/null
+# Only now: build scripts that probe for nightly features rerun when RUSTC_BOOTSTRAP changes,
+# and with it set for the ordinary build above, every crate after them was rebuilt twice.
+export RUSTC_BOOTSTRAP=1
 # Instrumented builds live in fuzz/target, whatever CARGO_TARGET_DIR says, so that they never
 # evict the ordinary builds.
 (cd fuzz && env -u CARGO_TARGET_DIR cargo fuzz build -O)
