@@ -60,6 +60,12 @@ pub enum Response {
     Refused {
         reason: String,
     },
+    /// Not now (every transfer slot is in use, or this transfer was dropped to make room):
+    /// nothing is wrong with the file; offer it again later and resume where the device says.
+    /// (Added after `Refused`, so older workstations read it as a failed link: they retry.)
+    Busy {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

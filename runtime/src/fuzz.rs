@@ -208,6 +208,9 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         Response::Refused {
             reason: "not newer".into(),
         },
+        Response::Busy {
+            reason: "4 transfers are in progress".into(),
+        },
     ];
     for (i, r) in responses.iter().enumerate() {
         if let Ok(frame) = protocol::encode(r) {

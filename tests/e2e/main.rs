@@ -8,6 +8,7 @@
 mod util;
 
 mod cross;
+mod disk_full;
 mod errors;
 mod eval;
 mod flood;
@@ -19,3 +20,4 @@ mod products;
 mod scene_formats;
 mod segment;
 mod serve_http;
+mod tiny_disk;

@@ -43,6 +43,10 @@ impl Drop for Serve {
 }
 
 fn serve(store: &Path, trust: &Path, jobs: &Path, http: bool) -> Serve {
+    serve_with(store, trust, jobs, http, &[])
+}
+
+fn serve_with(store: &Path, trust: &Path, jobs: &Path, http: bool, extra: &[&str]) -> Serve {
     let mut cmd = floodrt();
     cmd.args([
         "serve",
@@ -58,7 +62,8 @@ fn serve(store: &Path, trust: &Path, jobs: &Path, http: bool) -> Serve {
     .arg("--trust")
     .arg(trust)
     .arg("--jobs")
-    .arg(jobs);
+    .arg(jobs)
+    .args(extra);
     if http {
         cmd.args(["--http", "127.0.0.1:0"]);
     }
@@ -455,4 +460,46 @@ fn the_page_api_reports_the_device_runs_jobs_confined_to_the_jobs_folder_and_ref
     // Without --http nothing listens for HTTP: the OTA port is the process's only one.
     let device = serve(&store, &trust, &jobs, false);
     assert_eq!(listening_ports(device.child.id()), [device.ota.port()]);
+}
+
+/// Slow-loris peers (a byte of a header, then nothing) holding every connection slot give
+/// way to a client with a request within a fraction of a second, not after the idle timeout.
+#[test]
+fn silent_peers_holding_every_slot_give_way_to_a_client_with_a_request() {
+    use flood_models::protocol::{read_frame, write_frame, Request, Response};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, trust, jobs) = device_folders(dir.path());
+    let server = serve_with(&store, &trust, &jobs, false, &["--max-connections", "2"]);
+    let silent: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.ota).unwrap();
+            s.write_all(&[1]).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let mut client = TcpStream::connect(server.ota).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write_frame(&mut client, &Request::Status).unwrap();
+    let answer = read_frame::<Response>(&mut client).unwrap();
+    let waited = start.elapsed();
+    assert!(matches!(answer, Response::Status(_)), "{answer:?}");
+    assert!(
+        waited < Duration::from_secs(2),
+        "the client waited {waited:?} behind silent peers (idle timeout 5 s)"
+    );
+    // One silent peer was closed to make room; the client was served.
+    let closed = silent
+        .into_iter()
+        .filter(|s| {
+            let mut s = s;
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            matches!(s.read(&mut [0u8; 1]), Ok(0))
+        })
+        .count();
+    assert!(closed >= 1, "no silent peer was closed");
 }

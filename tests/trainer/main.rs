@@ -4,10 +4,14 @@
 #[macro_use]
 mod util;
 
+mod disk_full;
 mod errors;
 mod export;
 mod learn;
+mod load;
 mod ota;
 mod page;
 mod parity;
 mod pretrain;
+#[path = "../e2e/tiny_disk.rs"]
+mod tiny_disk;

@@ -64,13 +64,13 @@ pub(crate) fn store_with(dir: &Path, name: &str, base: &Path) -> PathBuf {
     store
 }
 
-fn offer(device: &Device, bytes: &[u8]) -> Response {
+pub(crate) fn offer(device: &Device, bytes: &[u8]) -> Response {
     let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap();
     device.offer(&header, bytes.len() as u64, Digest::of(bytes))
 }
 
 /// Sends `bytes[from..to]` in chunks; returns the offset the device reports.
-fn send(device: &Device, bytes: &[u8], from: u64, to: usize) -> u64 {
+pub(crate) fn send(device: &Device, bytes: &[u8], from: u64, to: usize) -> u64 {
     let file = Digest::of(bytes);
     let mut offset = from;
     while (offset as usize) < to {
@@ -423,7 +423,8 @@ fn floodtrain_push_installs_over_a_link_that_drops_every_few_kilobytes_and_the_s
     }
 }
 
-/// Set in the device processes the power-cut test starts: "STORE|TRUST|ADDR_FILE".
+/// Set in the device processes the power-cut and load tests start:
+/// "STORE|TRUST|ADDR_FILE|MAX_CONNECTIONS|IDLE_S|FRAME_S".
 const DEVICE_ENV: &str = "FLOOD_TEST_DEVICE_PROCESS";
 
 /// Not a test of its own: the device process that `a_device_killed_at_random_points…` starts
@@ -435,11 +436,13 @@ fn device_process() {
         return;
     };
     let parts: Vec<&str> = spec.split('|').collect();
-    let device = Device::open("power-cut", Path::new(parts[0]), Path::new(parts[1]), 1).unwrap();
+    floodrt::ota::server::few_malloc_arenas();
+    let device = Device::open("test-device", Path::new(parts[0]), Path::new(parts[1]), 1).unwrap();
+    let number = |i: usize| parts[i].parse::<u64>().unwrap();
     let config = ServeConfig {
-        max_connections: 2,
-        idle_timeout: std::time::Duration::from_secs(30),
-        frame_timeout: std::time::Duration::from_secs(30),
+        max_connections: number(3) as usize,
+        idle_timeout: std::time::Duration::from_secs(number(4)),
+        frame_timeout: std::time::Duration::from_secs(number(5)),
         http: None,
     };
     let server = Server::bind("127.0.0.1:0", device, config).unwrap();
@@ -449,13 +452,20 @@ fn device_process() {
     server.run().unwrap();
 }
 
-struct DeviceProcess {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
+pub(crate) struct DeviceProcess {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
 }
+
+/// `floodrt serve`'s limits: connections at once, idle and frame timeouts in seconds.
+pub(crate) type Limits = (usize, u64, u64);
 
 impl DeviceProcess {
     fn start(store: &Path, trust: &Path) -> DeviceProcess {
+        DeviceProcess::start_with(store, trust, (2, 30, 30))
+    }
+
+    pub fn start_with(store: &Path, trust: &Path, limits: Limits) -> DeviceProcess {
         let addr_file = store.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         let child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -469,10 +479,13 @@ impl DeviceProcess {
             .env(
                 DEVICE_ENV,
                 format!(
-                    "{}|{}|{}",
+                    "{}|{}|{}|{}|{}|{}",
                     store.display(),
                     trust.display(),
-                    addr_file.display()
+                    addr_file.display(),
+                    limits.0,
+                    limits.1,
+                    limits.2
                 ),
             )
             .stdout(std::process::Stdio::null())
@@ -500,7 +513,7 @@ impl DeviceProcess {
         }
     }
 
-    fn status(&self) -> flood_models::protocol::DeviceStatus {
+    pub fn status(&self) -> flood_models::protocol::DeviceStatus {
         use flood_models::protocol::{read_frame, write_frame, Request};
         let mut s = std::net::TcpStream::connect(self.addr).unwrap();
         write_frame(&mut s, &Request::Status).unwrap();
@@ -510,14 +523,25 @@ impl DeviceProcess {
         }
     }
 
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL: no destructor, no flush, like a power cut
-        self.child.wait().unwrap();
+    /// SIGKILL: no destructor, no flush, like a power cut.
+    pub fn kill(self) {}
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for DeviceProcess {
+    /// Also when a test fails: an orphaned device would hold the test's output open.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 /// Offer, 4 KiB chunks from the device's offset, commit; stops at the first failure.
-fn push_over_tcp(addr: std::net::SocketAddr, bytes: &[u8]) -> anyhow::Result<Response> {
+pub(crate) fn push_over_tcp(addr: std::net::SocketAddr, bytes: &[u8]) -> anyhow::Result<Response> {
     use flood_models::protocol::{read_frame, write_frame, Request};
     let mut s = std::net::TcpStream::connect(addr)?;
     let mut ask = |r: &Request| -> anyhow::Result<Response> {
@@ -620,7 +644,7 @@ fn a_device_killed_at_random_points_of_updates_always_restarts_on_the_old_or_the
 }
 
 /// Offer, every chunk and commit, in one go.
-fn install(device: &Device, bytes: &[u8]) -> Response {
+pub(crate) fn install(device: &Device, bytes: &[u8]) -> Response {
     match offer(device, bytes) {
         Response::Continue { offset } => {
             send(device, bytes, offset, bytes.len());

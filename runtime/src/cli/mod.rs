@@ -80,18 +80,48 @@ pub fn main() -> ExitCode {
         // Like `head` itself and ripgrep: output nobody reads any more is not an error.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("floodrt: {err:#}");
+            eprintln!("floodrt: {}", message(&err));
+            if is_disk_full(&err) {
+                // Every output is written to a temporary file renamed into place when whole,
+                // so what was there before is untouched (tests/e2e/disk_full.rs).
+                eprintln!("floodrt: the disk is full: free space there or write to another disk. No partial file was left: each output is whole or as it was before.");
+            }
             ExitCode::from(2)
         }
     }
 }
 
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
+/// The error and its causes, like `{:#}`, less causes that only repeat the end of the one
+/// before (format libraries often print their source inside their own message).
+fn message(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|before| before.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+fn is_io(err: &anyhow::Error, kind: std::io::ErrorKind) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .is_some_and(|io| io.kind() == kind)
     })
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    is_io(err, std::io::ErrorKind::BrokenPipe)
+}
+
+/// ENOSPC, also where a format library kept only the message of the I/O error.
+fn is_disk_full(err: &anyhow::Error) -> bool {
+    is_io(err, std::io::ErrorKind::StorageFull)
+        || err
+            .chain()
+            .any(|cause| cause.to_string().contains("(os error 28)"))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -119,4 +149,24 @@ pub(crate) fn progress_bar(quiet: bool, what: &str) -> indicatif::ProgressBar {
     bar.set_style(style);
     bar.set_message(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_that_repeat_the_one_before_are_printed_once_and_a_full_disk_is_recognised() {
+        let io = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let text = io.to_string();
+        let err = anyhow::Error::new(io)
+            .context(format!("TIFF writer error: I/O error: {text}"))
+            .context("writing m.tif at row 0");
+        assert_eq!(
+            message(&err),
+            format!("writing m.tif at row 0: TIFF writer error: I/O error: {text}")
+        );
+        assert!(is_disk_full(&err));
+        assert!(!is_disk_full(&anyhow::anyhow!("m.tif: permission denied")));
+    }
 }

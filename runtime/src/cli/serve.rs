@@ -60,8 +60,10 @@ pub struct ServeArgs {
     /// Threads for the model.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Connections served at once; more are closed at once.
-    #[arg(long, default_value_t = 4)]
+    /// Connections served at once (each holds at most one 1 MiB frame); more wait their turn
+    /// until one ends or has sent nothing for 2 s (0.25 s before its first whole request) and
+    /// is closed for them, so a storm of peers delays a push but cannot lock it out.
+    #[arg(long, default_value_t = 16)]
     pub max_connections: usize,
     /// Seconds a connection may stay silent between requests.
     #[arg(long, default_value_t = 30)]
@@ -71,23 +73,8 @@ pub struct ServeArgs {
     pub frame_timeout: u64,
 }
 
-/// glibc gives each thread that allocates its own malloc arena, and memory freed in one is
-/// not reused by another: a device that loads its model on one thread and runs jobs, requests
-/// and tract's workers on others peaked at 298 MiB where one arena needs 168 MiB (2048²
-/// scene, 16 page clients; `bench/page_load.py`). Two arenas keep most of that saving
-/// without making every thread queue on one lock. musl (the static board builds) has no
-/// arenas.
-fn few_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called before the server
-    // starts its threads, and glibc documents it as safe to call at any time.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
-    }
-}
-
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    few_malloc_arenas();
+    crate::ota::server::few_malloc_arenas();
     let mut device = Device::open_revoking(
         &args.id,
         &args.store,

@@ -31,9 +31,24 @@ pub struct Loaded {
     pub model: PreparedModel,
 }
 
-/// An offered transfer: its total length.
+/// Transfers remembered at once (a few dozen bytes each); an offer beyond them drops the
+/// transfer touched least recently, with its staged bytes. Offers are not authenticated (the
+/// signature covers the whole file), so strangers' offers are let in and age out rather than
+/// queue: a push that is moving is touched every chunk and is never the oldest, where a fixed
+/// number of slots could be held by a flood of offers (the load test found that: pushes were
+/// answered `Busy` until they gave up).
+pub const MAX_TRANSFERS: usize = 64;
+/// Bytes staged for transfers other than the one receiving a chunk: beyond this, the ones
+/// touched least recently are dropped. With the free-disk check at the offer, what strangers
+/// who never finish can leave on the disk is bounded by this.
+pub const STAGING_SLACK_BYTES: u64 = 16 << 20;
+
+/// An offered transfer.
 struct Offer {
     total_len: u64,
+    touched: Instant,
+    /// Being committed: never dropped to make room.
+    installing: bool,
 }
 
 pub struct Device {
@@ -59,6 +74,18 @@ fn refused(reason: impl std::fmt::Display) -> Response {
     Response::Refused {
         reason: reason.to_string(),
     }
+}
+
+fn busy(reason: impl std::fmt::Display) -> Response {
+    Response::Busy {
+        reason: reason.to_string(),
+    }
+}
+
+fn no_transfer(file: &Digest) -> Response {
+    busy(format!(
+        "no transfer of {file} in progress (never offered, or dropped to make room); offer it again"
+    ))
 }
 
 impl Device {
@@ -206,21 +233,70 @@ impl Device {
         } else {
             held
         };
-        if let Ok(mut offers) = self.offers.lock() {
-            offers.insert(sha256, Offer { total_len });
+        let free = DiskView::of("store", &self.store.base_path()).map(|d| d.free_bytes);
+        if let Some(free) = free.filter(|&free| free < total_len - offset) {
+            return refused(format!(
+                "the device's disk has {free} bytes free and this adapter needs {} more; free space on the device (old job outputs) and push again",
+                total_len - offset
+            ));
         }
+        let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        if !offers.contains_key(&sha256) && offers.len() >= MAX_TRANSFERS {
+            self.drop_oldest(&mut offers, &sha256);
+        }
+        offers.insert(
+            sha256,
+            Offer {
+                total_len,
+                touched: Instant::now(),
+                installing: false,
+            },
+        );
         Response::Continue { offset }
+    }
+
+    /// Drops the transfer touched least recently, other than `keep` and one being installed;
+    /// false when there is none.
+    fn drop_oldest(&self, offers: &mut HashMap<Digest, Offer>, keep: &Digest) -> bool {
+        let oldest = offers
+            .iter()
+            .filter(|(file, o)| *file != keep && !o.installing)
+            .min_by_key(|(_, o)| o.touched)
+            .map(|(file, _)| *file);
+        let Some(oldest) = oldest else {
+            return false;
+        };
+        offers.remove(&oldest);
+        self.store.discard_staged(&oldest);
+        log::info!("transfer {oldest} dropped to make room");
+        true
+    }
+
+    /// Drops other transfers, least recently touched first, until what they have staged is
+    /// within [`STAGING_SLACK_BYTES`].
+    fn bound_staging(&self, receiving: &Digest) {
+        let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let others: u64 = offers
+                .keys()
+                .filter(|file| *file != receiving)
+                .map(|file| self.store.staged_len(file))
+                .sum();
+            if others <= STAGING_SLACK_BYTES || !self.drop_oldest(&mut offers, receiving) {
+                return;
+            }
+        }
     }
 
     /// Bytes of an offered file.
     pub fn chunk(&self, file: Digest, offset: u64, data: &[u8], checksum: Digest) -> Response {
-        let Some(total_len) = self
-            .offers
-            .lock()
-            .ok()
-            .and_then(|o| o.get(&file).map(|o| o.total_len))
-        else {
-            return refused(format!("no offer for {file}; send the offer first"));
+        let total_len = self.offers.lock().ok().and_then(|mut offers| {
+            let offer = offers.get_mut(&file)?;
+            offer.touched = Instant::now();
+            Some(offer.total_len)
+        });
+        let Some(total_len) = total_len else {
+            return no_transfer(&file);
         };
         if Digest::of(data) != checksum {
             return refused(format!(
@@ -236,28 +312,50 @@ impl Device {
                 data.len()
             ));
         }
+        self.bound_staging(&file);
         match self.store.append_staged(&file, offset, data) {
             Ok(offset) => Response::Continue { offset },
-            Err(e) => refused(e),
+            Err(e @ super::store::StoreError::WrongOffset { .. }) => refused(e),
+            Err(e) => {
+                // A full disk, most likely: drop the partial file rather than leave it
+                // filling the store.
+                self.forget(&file);
+                refused(format!(
+                    "cannot stage the transfer ({e}); it was dropped: free space on the device and push again"
+                ))
+            }
         }
     }
 
     /// Verifies, health-checks, stores and switches to a fully received adapter.
     pub fn commit(&self, file: Digest) -> Response {
         let _one_at_a_time = self.installing.lock();
-        match self.install(file) {
+        let total_len = self.offers.lock().ok().and_then(|mut offers| {
+            let offer = offers.get_mut(&file)?;
+            offer.installing = true;
+            Some(offer.total_len)
+        });
+        let Some(total_len) = total_len else {
+            return no_transfer(&file);
+        };
+        let outcome = self.install(file, total_len);
+        if let Some(offer) = self
+            .offers
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|o| o.get_mut(&file))
+        {
+            offer.installing = false;
+            offer.touched = Instant::now();
+        }
+        match outcome {
             Ok(version) => Response::Installed { version },
             Err(reason) => refused(reason),
         }
     }
 
-    fn install(&self, file: Digest) -> Result<u64, String> {
-        let total_len = self
-            .offers
-            .lock()
-            .ok()
-            .and_then(|o| o.get(&file).map(|o| o.total_len));
-        let total_len = total_len.ok_or_else(|| format!("no offer for {file}"))?;
+    fn install(&self, file: Digest, total_len: u64) -> Result<u64, String> {
         let held = self.store.staged_len(&file);
         if held != total_len {
             return Err(format!("only {held} of {total_len} bytes have arrived"));
@@ -292,9 +390,9 @@ impl Device {
         let staged = self.store.staging_path(&file);
         let model = prepare(&self.store, &self.trust_path, Some(&staged), self.threads)
             .map_err(|e| discard(format!("{e:#}")))?;
-        self.store
-            .install(&bytes, version)
-            .map_err(|e| e.to_string())?;
+        self.store.install(&bytes, version).map_err(|e| {
+            format!("cannot install ({e}); the adapter in use is unchanged: free space on the device and push again (the transfer resumes at its end)")
+        })?;
         if let Ok(mut current) = self.current.write() {
             *current = Arc::new(Loaded {
                 adapter: Some(version),

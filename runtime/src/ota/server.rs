@@ -2,23 +2,44 @@
 //! request → one response, handed to [`Device`] off the network threads; and, when asked,
 //! the ground-station page ([`super::web`]) on a second port of the same runtime.
 //!
-//! Bounded against hostile peers: at most `max_connections` at once (more are closed at
-//! once), a frame header must come within the idle timeout and its body within the frame
-//! timeout, a frame over [`MAX_FRAME_BYTES`] is refused from its length, and a frame that does
-//! not decode gets a refusal and the connection is closed. Memory is thus at most one frame
-//! per connection.
+//! Bounded against hostile peers: at most `max_connections` at once, a frame header must come
+//! within the idle timeout and its body within the frame timeout, a frame over
+//! [`MAX_FRAME_BYTES`] is refused from its length, and a frame that does not decode gets a
+//! refusal and the connection is closed. Memory is thus at most one frame per connection.
+//! When every slot is taken, the next connection waits (and those after it wait in the
+//! kernel's queue, first come first served) until a slot frees or one has stalled for
+//! [`STALL_GRACE`] (an eighth of it before its first whole frame) and is closed for it: a
+//! storm of short-lived connections delays a push by their number, and slow-loris peers by
+//! the grace, but neither can lock it out; a push that is moving keeps its slot.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use flood_models::protocol::{self, Request, Response, MAX_FRAME_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
 use tokio::time::timeout;
 
 use super::Device;
+
+/// glibc gives each thread that allocates its own malloc arena, and memory freed in one is
+/// not reused by another: a device that loads its model on one thread and runs jobs, requests
+/// and tract's workers on others peaked at 298 MiB where one arena needs 168 MiB (2048²
+/// scene, 16 page clients; `bench/page_load.py`). Two arenas keep most of that saving
+/// without making every thread queue on one lock. musl (the static board builds) has no
+/// arenas. Called once, before the server starts.
+pub fn few_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before the server
+    // starts its threads, and glibc documents it as safe to call at any time.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -103,32 +124,178 @@ async fn accept_loop(
     config: Arc<ServeConfig>,
 ) -> anyhow::Result<()> {
     let max = config.max_connections;
-    accept_bounded(listener, max, "ota", move |socket, peer| {
-        let (device, config) = (device.clone(), config.clone());
-        async move {
-            if let Err(e) = connection(socket, &device, &config).await {
-                log::info!("{peer}: {e}");
+    let admission = Admission::EvictStalled(STALL_GRACE);
+    accept_bounded(
+        listener,
+        max,
+        "ota",
+        admission,
+        move |socket, peer, progress| {
+            let (device, config) = (device.clone(), config.clone());
+            async move {
+                if let Err(e) = connection(socket, &device, &config, &progress).await {
+                    log::info!("{peer}: {e}");
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     Ok(())
 }
 
+/// A connection that has moved less than [`PROGRESS_BYTES`] and no whole frame for this long
+/// while every slot is taken gives its slot to a newcomer. A push moves a 32 KiB chunk in
+/// milliseconds on a LAN; a radio link slower than 2 KB/s wants `floodtrain push --chunk-kib`
+/// lowered anyway. One that has not yet sent a whole frame (slow-loris) gets an eighth of it.
+pub const STALL_GRACE: Duration = Duration::from_secs(2);
+/// Bytes of a frame body that count as moving.
+const PROGRESS_BYTES: usize = 4 << 10;
+
+/// What a full server does with a newcomer.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Admission {
+    /// Close it at once (the page: browsers retry).
+    Refuse,
+    /// Keep it waiting until a slot frees or a connection has stalled this long; the one that
+    /// has stalled longest is then closed for it.
+    EvictStalled(Duration),
+}
+
+/// When a connection last moved, and whether a request of it is being handled (never evicted
+/// then: an install must not lose its answer).
+pub(super) struct Progress {
+    epoch: Instant,
+    moved_ms: AtomicU64,
+    busy: AtomicBool,
+    /// A whole frame has come.
+    proven: AtomicBool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            epoch: Instant::now(),
+            moved_ms: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            proven: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn moved(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.moved_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Relaxed);
+        self.proven.store(true, Ordering::Relaxed);
+        self.moved();
+    }
+
+    /// How far past its grace it has stalled; None while busy or within the grace.
+    fn overdue(&self, grace: Duration) -> Option<Duration> {
+        if self.busy.load(Ordering::Relaxed) {
+            return None;
+        }
+        let grace = if self.proven.load(Ordering::Relaxed) {
+            grace
+        } else {
+            grace / 8
+        };
+        let since = self.epoch.elapsed().as_millis() as u64;
+        let stalled = since.saturating_sub(self.moved_ms.load(Ordering::Relaxed));
+        Duration::from_millis(stalled).checked_sub(grace)
+    }
+}
+
+type Live = HashMap<u64, (Arc<Progress>, AbortHandle)>;
+
+/// The connections being served.
+#[derive(Default)]
+struct Slots {
+    live: Mutex<Live>,
+    /// Signalled when a connection ends.
+    freed: tokio::sync::Notify,
+}
+
+impl Slots {
+    fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Room for one more connection: at once when a slot is free; with `Refuse`, None when
+    /// none is; with `EvictStalled`, once a slot frees or a connection has stalled for the
+    /// grace (the one stalled longest is closed). The lock is held from there to the insert.
+    async fn room(&self, max: usize, admission: Admission) -> Option<MutexGuard<'_, Live>> {
+        loop {
+            // (The guard must be gone before the await: `let`, not a match around it.)
+            let grace = match self.try_room(max, admission) {
+                Room::Now(live) => return Some(live),
+                Room::Refused => return None,
+                Room::Wait(grace) => grace,
+            };
+            // A slot freed, or time to look for a stalled one again.
+            let _ = timeout(grace / 16, self.freed.notified()).await;
+        }
+    }
+
+    fn try_room(&self, max: usize, admission: Admission) -> Room<'_> {
+        let mut live = self.live();
+        if live.len() < max {
+            return Room::Now(live);
+        }
+        let Admission::EvictStalled(grace) = admission else {
+            return Room::Refused;
+        };
+        let stalled = live
+            .iter()
+            .filter_map(|(id, (progress, _))| Some((*id, progress.overdue(grace)?)))
+            .max_by_key(|(_, overdue)| *overdue);
+        match stalled.and_then(|(id, _)| live.remove(&id)) {
+            Some((_, task)) => {
+                task.abort();
+                Room::Now(live)
+            }
+            None => Room::Wait(grace),
+        }
+    }
+}
+
+enum Room<'a> {
+    Now(MutexGuard<'a, Live>),
+    Refused,
+    Wait(Duration),
+}
+
+/// Removes a connection from the slots when its task ends or is aborted.
+struct Leave {
+    slots: Arc<Slots>,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        self.slots.live().remove(&self.id);
+        self.slots.freed.notify_one();
+    }
+}
+
 /// Accepts connections for ever, each served on its own task by `serve`, at most `max` at
-/// once: one over the limit is closed at once, so a flood of peers costs a socket each for
-/// an instant, never a task or a buffer.
+/// once. A newcomer over the limit is closed at once or waits for a slot (`admission`), so a
+/// flood of peers costs a socket each, never a task or a buffer.
 pub(super) async fn accept_bounded<F, Fut>(
     listener: TcpListener,
     max: usize,
     what: &'static str,
+    admission: Admission,
     serve: F,
 ) where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+    F: Fn(TcpStream, SocketAddr, Arc<Progress>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max.max(1)));
-    loop {
+    let slots = Arc::new(Slots::default());
+    let max = max.max(1);
+    for id in 0u64.. {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -138,15 +305,22 @@ pub(super) async fn accept_bounded<F, Fut>(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Some(mut live) = slots.room(max, admission).await else {
             log::warn!("{what} {peer}: refused, {max} connections already");
             continue;
         };
-        let task = serve(socket, peer);
-        tokio::spawn(async move {
+        let progress = Arc::new(Progress::new());
+        let task = serve(socket, peer, progress.clone());
+        let leave = Leave {
+            slots: slots.clone(),
+            id,
+        };
+        // Spawned under the lock, so that a task ending at once finds its entry to remove.
+        let handle = tokio::spawn(async move {
+            let _leave = leave;
             task.await;
-            drop(slot);
         });
+        live.insert(id, (progress, handle.abort_handle()));
     }
 }
 
@@ -154,6 +328,7 @@ async fn connection(
     mut socket: TcpStream,
     device: &Arc<Device>,
     config: &ServeConfig,
+    progress: &Progress,
 ) -> anyhow::Result<()> {
     loop {
         let mut header = [0u8; 4];
@@ -162,27 +337,26 @@ async fn connection(
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(result) => result?,
         };
+        progress.moved();
         let request = match protocol::body_len(header) {
-            Ok(len) => {
-                let mut body = vec![0u8; len];
-                timeout(config.frame_timeout, socket.read_exact(&mut body))
-                    .await
-                    .map_err(|_| {
-                        anyhow::anyhow!(
-                            "a {len}-byte frame took over {:?}, closed",
-                            config.frame_timeout
-                        )
-                    })??;
-                protocol::decode::<Request>(&body)
-            }
+            Ok(len) => timeout(config.frame_timeout, read_body(&mut socket, len, progress))
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "a {len}-byte frame took over {:?}, closed",
+                        config.frame_timeout
+                    )
+                })?
+                .map(|body| protocol::decode::<Request>(&body))?,
             Err(e) => Err(e),
         };
         let (response, close) = match request {
             Ok(request) => {
                 let device = device.clone();
-                let response =
-                    tokio::task::spawn_blocking(move || handle(&device, request)).await?;
-                (response, false)
+                progress.set_busy(true);
+                let response = tokio::task::spawn_blocking(move || handle(&device, request)).await;
+                progress.set_busy(false);
+                (response?, false)
             }
             Err(e) => (
                 Response::Refused {
@@ -195,10 +369,34 @@ async fn connection(
         timeout(config.frame_timeout, socket.write_all(&frame))
             .await
             .map_err(|_| anyhow::anyhow!("the peer does not read, closed"))??;
+        progress.moved();
         if close {
             anyhow::bail!("closed after a bad frame");
         }
     }
+}
+
+/// A frame body of `len` bytes, marking progress as it comes.
+async fn read_body(
+    socket: &mut TcpStream,
+    len: usize,
+    progress: &Progress,
+) -> std::io::Result<Vec<u8>> {
+    let mut body = vec![0u8; len];
+    let (mut filled, mut unmarked) = (0, 0);
+    while filled < len {
+        let n = socket.read(&mut body[filled..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += n;
+        unmarked += n;
+        if unmarked >= PROGRESS_BYTES {
+            progress.moved();
+            unmarked = 0;
+        }
+    }
+    Ok(body)
 }
 
 fn handle(device: &Device, request: Request) -> Response {

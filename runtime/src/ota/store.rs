@@ -22,6 +22,8 @@ pub const BASE_FILE: &str = "base.onnx";
 const POINTER_FILE: &str = "ACTIVE";
 const ADAPTERS_DIR: &str = "adapters";
 const STAGING_DIR: &str = "staging";
+/// Transfers kept across a restart (to resume), the most recently written.
+const STAGED_KEPT_AT_OPEN: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -147,7 +149,27 @@ impl Store {
             }
         }
         store.sweep(&pointer)?;
+        store.sweep_staging(STAGED_KEPT_AT_OPEN);
         Ok(store)
+    }
+
+    /// Keeps the `keep` most recently written transfers, so that the ones strangers left
+    /// across restarts do not pile up (the device holds that many at once anyway).
+    fn sweep_staging(&self, keep: usize) {
+        let dir = self.dir.join(STAGING_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return;
+        };
+        let mut staged: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        staged.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, path) in staged.into_iter().skip(keep) {
+            if let Err(e) = fs::remove_file(&path) {
+                log::warn!("{}: cannot remove: {e}", path.display());
+            }
+        }
     }
 
     pub fn base_path(&self) -> PathBuf {
@@ -375,6 +397,28 @@ mod tests {
         assert_eq!(store.read_staged(&file).unwrap(), b"the whole adapter");
         store.discard_staged(&file);
         assert_eq!(store.staged_len(&file), 0);
+    }
+
+    #[test]
+    fn opening_keeps_only_the_most_recent_transfers() {
+        let (dir, store) = store();
+        let files: Vec<Digest> = (0..7u8).map(|i| Digest::of(&[i])).collect();
+        for (i, file) in files.iter().enumerate() {
+            store.append_staged(file, 0, b"part").unwrap();
+            let when =
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);
+            fs::File::options()
+                .write(true)
+                .open(store.staging_path(file))
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let kept: Vec<bool> = files.iter().map(|f| store.staged_len(f) > 0).collect();
+        let newest = STAGED_KEPT_AT_OPEN;
+        assert_eq!(kept.iter().filter(|k| **k).count(), newest);
+        assert!(kept[7 - newest..].iter().all(|k| *k), "{kept:?}");
     }
 
     #[test]

@@ -128,7 +128,8 @@ pub async fn serve(listener: TcpListener, device: Arc<Device>, config: HttpConfi
         listener,
         config.max_connections,
         "http",
-        move |socket, peer| {
+        super::server::Admission::Refuse,
+        move |socket, peer, _progress| {
             let device = device.clone();
             async move {
                 let service = service_fn(move |request| {

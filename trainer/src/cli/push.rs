@@ -12,8 +12,9 @@ use flood_models::Digest;
 ///
 /// Offers the file, sends it in 32 KiB chunks from wherever the device says it stopped, asks it
 /// to install, and reads the status back to confirm the device runs the new version. A dropped
-/// connection is retried with back-off and resumes; a refusal (bad signature, wrong base, not
-/// newer, failed health check…) is final and printed.
+/// connection, or a device too busy to take the transfer now, is retried with back-off and
+/// resumes; a refusal (bad signature, wrong base, not newer, failed health check…) is final
+/// and printed.
 ///
 /// Example: floodtrain push --device 10.0.0.7:7878 lora.flad
 #[derive(clap::Args, Debug)]
@@ -161,6 +162,10 @@ fn push_once(
         write_frame(&mut stream, request)?;
         match read_frame::<Response>(&mut stream)? {
             Response::Refused { reason } => Err(Failure::Refused(reason)),
+            // Every transfer slot in use (a crowded or hostile link): back off and resume.
+            Response::Busy { reason } => {
+                Err(Failure::Link(anyhow::anyhow!("device busy: {reason}")))
+            }
             response => Ok(response),
         }
     };
