@@ -60,8 +60,8 @@ pub enum Response {
     Refused {
         reason: String,
     },
-    /// Not now (every transfer slot is in use, or this transfer was dropped to make room):
-    /// nothing is wrong with the file; offer it again later and resume where the device says.
+    /// Not now (the device dropped this transfer to make room, or never had it): nothing is
+    /// wrong with the file; offer it again and resume where the device says.
     /// (Added after `Refused`, so older workstations read it as a failed link: they retry.)
     Busy {
         reason: String,

@@ -12,7 +12,7 @@ use flood_models::Digest;
 ///
 /// Offers the file, sends it in 32 KiB chunks from wherever the device says it stopped, asks it
 /// to install, and reads the status back to confirm the device runs the new version. A dropped
-/// connection, or a device too busy to take the transfer now, is retried with back-off and
+/// connection, or a device that dropped the transfer to make room, is retried with back-off and
 /// resumes; a refusal (bad signature, wrong base, not newer, failed health check…) is final
 /// and printed.
 ///
@@ -162,7 +162,8 @@ fn push_once(
         write_frame(&mut stream, request)?;
         match read_frame::<Response>(&mut stream)? {
             Response::Refused { reason } => Err(Failure::Refused(reason)),
-            // Every transfer slot in use (a crowded or hostile link): back off and resume.
+            // The device dropped the transfer to make room (a crowded or hostile link):
+            // back off, offer again and resume where it says.
             Response::Busy { reason } => {
                 Err(Failure::Link(anyhow::anyhow!("device busy: {reason}")))
             }
