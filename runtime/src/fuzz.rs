@@ -209,7 +209,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             reason: "not newer".into(),
         },
         Response::Busy {
-            reason: "4 transfers are in progress".into(),
+            reason: "no transfer in progress; offer it again".into(),
         },
     ];
     for (i, r) in responses.iter().enumerate() {

@@ -7,22 +7,8 @@ use flood_models::protocol::Response;
 use flood_models::Digest;
 use floodrt::ota::Device;
 
-use crate::ota::{install, offer, run_export, send, Workstation};
+use crate::ota::{active, install, offer, refused, run_export, send, Workstation};
 use crate::tiny_disk::TinyDisk;
-
-fn refusal(response: Response) -> String {
-    match response {
-        Response::Refused { reason } => reason,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-fn active(device: &Device) -> Option<u64> {
-    match device.status() {
-        Response::Status(s) => s.active,
-        other => panic!("{other:?}"),
-    }
-}
 
 #[test]
 fn a_full_disk_during_staging_or_install_is_refused_cleanly_and_the_old_adapter_stays() {
@@ -52,7 +38,7 @@ fn a_full_disk_during_staging_or_install_is_refused_cleanly_and_the_old_adapter_
 
     // 1. The offer itself cannot fit: refused before a byte is sent.
     disk.fill_leaving(len / 2);
-    let err = refusal(offer(&device, &v2));
+    let err = refused(offer(&device, &v2));
     assert!(
         err.contains("bytes free") && err.contains("free space on the device"),
         "{err}"
@@ -66,7 +52,7 @@ fn a_full_disk_during_staging_or_install_is_refused_cleanly_and_the_old_adapter_
     let half = send(&device, &v2, 0, v2.len() / 2);
     disk.fill_leaving(0);
     let data = &v2[half as usize..];
-    let err = refusal(device.chunk(Digest::of(&v2), half, data, Digest::of(data)));
+    let err = refused(device.chunk(Digest::of(&v2), half, data, Digest::of(data)));
     assert!(
         err.contains("No space left") && err.contains("it was dropped"),
         "{err}"
@@ -79,7 +65,7 @@ fn a_full_disk_during_staging_or_install_is_refused_cleanly_and_the_old_adapter_
     assert_eq!(offer(&device, &v2), Response::Continue { offset: 0 });
     send(&device, &v2, 0, v2.len());
     disk.fill_leaving(len / 2);
-    let err = refusal(device.commit(Digest::of(&v2)));
+    let err = refused(device.commit(Digest::of(&v2)));
     assert!(
         err.contains("cannot install") && err.contains("unchanged"),
         "{err}"

@@ -424,14 +424,7 @@ fn a_server_under_hostile_load_stays_bounded_keeps_a_valid_store_and_installs_a_
 
     // The store afterwards: ACTIVE names v2, every installed adapter verifies, and staging
     // holds no more than the transfer slots.
-    let status = {
-        let mut s = TcpStream::connect(load.addr).unwrap();
-        protocol::write_frame(&mut s, &Request::Status).unwrap();
-        match protocol::read_frame::<Response>(&mut s).unwrap() {
-            Response::Status(status) => status,
-            other => panic!("{other:?}"),
-        }
-    };
+    let status = device.status();
     assert_eq!((status.active, status.previous), (Some(2), Some(1)));
     device.kill();
     check_store(&store, &keys);

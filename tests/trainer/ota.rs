@@ -84,14 +84,14 @@ pub(crate) fn send(device: &Device, bytes: &[u8], from: u64, to: usize) -> u64 {
     offset
 }
 
-fn active(device: &Device) -> Option<u64> {
+pub(crate) fn active(device: &Device) -> Option<u64> {
     match device.status() {
         Response::Status(s) => s.active,
         other => panic!("{other:?}"),
     }
 }
 
-fn refused(response: Response) -> String {
+pub(crate) fn refused(response: Response) -> String {
     match response {
         Response::Refused { reason } => reason,
         other => panic!("expected a refusal, got {other:?}"),

@@ -127,18 +127,7 @@ fn declared_sizes_are_checked_before_anything_is_decoded() {
 fn signed_garbage_is_refused_without_panicking() {
     let k = key(1);
     let keys = trusted(&[&k]);
-    let sign = |body: &[u8]| {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&0u16.to_le_bytes());
-        bytes.extend_from_slice(&k.key_id().0);
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(body);
-        let sig = k.sign(&bytes);
-        bytes.extend_from_slice(&sig);
-        bytes
-    };
+    let sign = |body: &[u8]| signed_file(body, &k);
     // Length prefixes claiming gigabytes must not allocate them.
     let mut huge = vec![0xFFu8; 40];
     huge[0] = 0;

@@ -46,6 +46,9 @@ pub const STAGING_SLACK_BYTES: u64 = 16 << 20;
 /// An offered transfer.
 struct Offer {
     total_len: u64,
+    /// Bytes staged so far (the staging file's length, kept here so that bounding the
+    /// staging folder costs no file-system call per chunk).
+    held: u64,
     touched: Instant,
     /// Being committed: never dropped to make room.
     installing: bool,
@@ -248,6 +251,7 @@ impl Device {
             sha256,
             Offer {
                 total_len,
+                held: offset,
                 touched: Instant::now(),
                 installing: false,
             },
@@ -278,9 +282,9 @@ impl Device {
         let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let others: u64 = offers
-                .keys()
-                .filter(|file| *file != receiving)
-                .map(|file| self.store.staged_len(file))
+                .iter()
+                .filter(|(file, _)| *file != receiving)
+                .map(|(_, offer)| offer.held)
                 .sum();
             if others <= STAGING_SLACK_BYTES || !self.drop_oldest(&mut offers, receiving) {
                 return;
@@ -314,7 +318,18 @@ impl Device {
         }
         self.bound_staging(&file);
         match self.store.append_staged(&file, offset, data) {
-            Ok(offset) => Response::Continue { offset },
+            Ok(offset) => {
+                if let Some(offer) = self
+                    .offers
+                    .lock()
+                    .ok()
+                    .as_mut()
+                    .and_then(|o| o.get_mut(&file))
+                {
+                    offer.held = offset;
+                }
+                Response::Continue { offset }
+            }
             Err(e @ super::store::StoreError::WrongOffset { .. }) => refused(e),
             Err(e) => {
                 // A full disk, most likely: drop the partial file rather than leave it
