@@ -92,6 +92,8 @@ pub fn onnx(data: &[u8]) {
         batch: 1,
         threads: 1,
         precision: Precision::F32,
+        tile_workers: None,
+        engine: Default::default(),
     };
     if let Ok(engine) = Engine::new(&file, &manifest, config) {
         let input = vec![0.5; manifest.band_count() * config.tile_px * config.tile_px];

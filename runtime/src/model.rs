@@ -11,9 +11,9 @@ use flood_models::sign::{KeyError, KeyId, TrustedKeys};
 use flood_models::Manifest;
 use flood_targets::{BoardProfile, Precision};
 
-use crate::budget::{parse_size, MemoryPlan};
+use crate::budget::{measure_call, parse_size, CallCost, MemoryPlan};
 use crate::embedded;
-use crate::engine::{Engine, EngineConfig, ModelFile};
+use crate::engine::{Engine, EngineConfig, EngineKind, ModelFile};
 use crate::scene::{Raster, Scene, SceneInput};
 
 /// What to load and how to run it; None everywhere means the built-in default model with the
@@ -33,6 +33,10 @@ pub struct ModelSpec {
     /// A memory cap such as `512MiB`.
     pub max_memory: Option<String>,
     pub batch: Option<usize>,
+    /// Tiles run side by side; None: one at a time on all threads.
+    pub tile_workers: Option<usize>,
+    /// The library that runs the model (tract unless asked).
+    pub engine: EngineKind,
     pub precision: Option<Precision>,
     /// A board profile name (`rpi5`…); explicit values above win over it.
     pub profile: Option<String>,
@@ -66,10 +70,15 @@ pub struct PreparedModel {
     pub file: ModelFile,
     /// The adapter merged into `file`, if any.
     pub adapter: Option<MergedAdapter>,
+    /// Columns a stripe owns, unless a memory budget narrows it ([`MemoryPlan::stripe_px`]).
     pub stripe_px: usize,
+    /// Whether the stripe was given explicitly (a budget then does not narrow it).
+    pub stripe_fixed: bool,
     pub manifest: Manifest,
     pub engine: Engine,
     pub budget: Option<u64>,
+    /// One engine call's memory, measured at load time when there is a budget.
+    pub call_cost: Option<CallCost>,
 }
 
 /// Default overlap between tiles, in pixels.
@@ -161,6 +170,8 @@ impl ModelSpec {
                         batch: manifest.input.batch as usize,
                         threads: self.threads.unwrap_or(1).max(1),
                         precision: Precision::F32,
+                        tile_workers: None,
+                        engine: Default::default(),
                     };
                     let diff = Engine::new(&file, manifest, config)?
                         .check_health(expected, &file.source)
@@ -209,28 +220,31 @@ impl ModelSpec {
             .as_deref()
             .or(profile.as_ref().map(|p| p.max_memory.as_str()));
         let budget = max_memory.map(parse_size).transpose()?;
-        // A profile's batch suits only models that take any batch; an explicit --batch is
-        // checked against the model like any other shape.
-        let profile_batch = profile
+        let threads = self
+            .threads
+            .or(profile.as_ref().map(|p| p.threads))
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        // Tiles per call: an explicit --batch (checked against the model like any other
+        // shape), else the profile's or the manifest's, at least one per tile worker, rounded
+        // up to a multiple of a batch the file fixes.
+        let declared = file.declared_batch().unwrap_or(1).max(1);
+        let default_batch = profile
             .as_ref()
-            .map(|p| p.tile_batch)
-            .filter(|_| file.batch_is_free());
+            .map_or(manifest.input.batch as usize, |p| p.tile_batch)
+            .max(self.tile_workers.unwrap_or(1))
+            .max(1)
+            .next_multiple_of(declared);
         let config = EngineConfig {
             tile_px: self.tile.unwrap_or(manifest.input.tile_px as usize),
-            batch: self
-                .batch
-                .or(profile_batch)
-                .unwrap_or(manifest.input.batch as usize)
-                .max(1),
-            threads: self
-                .threads
-                .or(profile.as_ref().map(|p| p.threads))
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1),
+            batch: self.batch.unwrap_or(default_batch).max(1),
+            threads,
             precision: self
                 .precision
                 .or(profile.as_ref().map(|p| p.precision))
                 .unwrap_or(Precision::F32),
+            tile_workers: self.tile_workers,
+            engine: self.engine,
         };
         let engine = Engine::new(&file, &manifest, config)?;
         log::info!(
@@ -244,8 +258,23 @@ impl ModelSpec {
             engine.weight_bytes as f64 / 1048576.0,
             engine.activation_peak_bytes as f64 / 1048576.0
         );
+        // A budget is planned with what a call really costs (tract's scratch and the
+        // allocator's pools included), so one call is run here.
+        let call_cost = match budget {
+            Some(_) => measure_call(&engine)?,
+            None => None,
+        };
+        if let Some(cost) = call_cost {
+            log::info!(
+                "one call measured: {:.1} MiB resident before it, {:.1} MiB more at its peak",
+                cost.resident_bytes as f64 / 1048576.0,
+                cost.peak_above_bytes as f64 / 1048576.0
+            );
+        }
         Ok(PreparedModel {
             stripe_px: self.stripe_px(&engine),
+            stripe_fixed: self.stripe.is_some(),
+            call_cost,
             file,
             adapter,
             manifest,
@@ -271,12 +300,19 @@ impl PreparedModel {
         let probe = Raster::open(input.path(), 0)?;
         let plan = MemoryPlan::new(
             &self.engine,
-            probe
-                .width()
-                .min(self.stripe_px + 2 * self.engine.config.tile_px),
+            probe.width(),
+            self.stripe_px,
+            self.stripe_fixed,
             m.band_count(),
             self.budget,
+            self.call_cost,
         )?;
+        if plan.stripe_px < self.stripe_px {
+            log::info!(
+                "stripes narrowed to {} px to fit --max-memory",
+                plan.stripe_px
+            );
+        }
         drop(probe);
         let scene = Scene::open_input(input, &m.input.bands, plan.block_cache_bytes as usize)?;
         for found in scene.sample_types() {

@@ -22,6 +22,10 @@ pub struct SegmentConfig {
     /// Columns owned by one vertical stripe; a multiple of 256 (see [`default_stripe_px`]).
     pub stripe_px: usize,
     pub threshold: f32,
+    /// Hand the allocator's free pages back to the system after every engine call, so that
+    /// a memory budget planned from one measured call holds over thousands (see
+    /// [`crate::budget::release_free_memory`]).
+    pub release_memory: bool,
 }
 
 /// Counts gathered while the rows stream past.
@@ -81,7 +85,9 @@ pub fn scene_report(
         "tile_px": prepared.engine.config.tile_px,
         "overlap_px": cfg.overlap_px,
         "batch": prepared.engine.config.batch,
+        "engine": prepared.engine.runtime_name(),
         "threads": prepared.engine.config.threads,
+        "tile_workers": prepared.engine.workers(),
         "stats": stats,
         "water_fraction": stats.water_fraction(),
         "nodata_fraction": stats.nodata_fraction(),
@@ -205,6 +211,9 @@ impl Run<'_> {
                     chunk[0]
                 )
             })?;
+            if self.cfg.release_memory {
+                crate::budget::release_free_memory();
+            }
             self.stats.model_seconds += model_started.elapsed().as_secs_f64();
             self.stats.batches += 1;
             self.stats.tiles_run += chunk.len();

@@ -33,8 +33,23 @@ fn tract_matches_onnxruntime_golden_logits_on_real_chips() {
         batch: 4,
         threads: 2,
         precision: floodrt::engine::Precision::F32,
+        tile_workers: None,
+        engine: Default::default(),
     };
     let engine = Engine::new(&model, &manifest, config).unwrap();
+    // The file declares a batch of 4; floodrt runs it as four batch-1 plans (#15), on tract's
+    // executor or on two tile workers. Both must give onnxruntime's batch-4 logits.
+    assert_eq!((engine.plan_batch(), engine.workers()), (1, 1));
+    let workers = Engine::new(
+        &model,
+        &manifest,
+        EngineConfig {
+            tile_workers: Some(2),
+            ..config
+        },
+    )
+    .unwrap();
+    assert_eq!((workers.plan_batch(), workers.workers()), (1, 2));
     for chip in ["India_900498", "Spain_7370579"] {
         let golden_bytes =
             std::fs::read(shared.join(format!("data/models/eoepca-golden/{chip}.safetensors")))
@@ -68,6 +83,11 @@ fn tract_matches_onnxruntime_golden_logits_on_real_chips() {
         assert!(
             diff <= 1e-4,
             "{chip}: tract logits differ from onnxruntime by {diff}"
+        );
+        let side_by_side = workers.run_raw(f32s(&golden, "input")).unwrap();
+        assert_eq!(
+            side_by_side, logits,
+            "{chip}: tile workers change the logits"
         );
     }
 }

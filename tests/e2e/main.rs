@@ -15,6 +15,7 @@ mod flood;
 mod fuzz_corpus;
 mod golden;
 mod offline;
+mod onnxruntime;
 mod outlines;
 mod products;
 mod scene_formats;

@@ -171,7 +171,7 @@ fn the_max_memory_budget_is_honoured_or_refused_early() {
     );
     assert!(
         err.contains("--max-memory 8 MiB cannot hold this run")
-            && err.contains("one batch of 4 tiles"),
+            && err.contains("one call of 4 tile(s), measured"),
         "{err}"
     );
     assert!(!mask.exists());
@@ -187,6 +187,53 @@ fn the_max_memory_budget_is_honoured_or_refused_early() {
     );
     let peak = read_json(&report)["peak_rss_mib"].as_f64().unwrap();
     assert!(peak < 256.0, "peak RSS {peak} MiB over a 256 MiB budget");
+}
+
+/// #15: the budget counts what tract and the allocator really hold, over thousands of calls.
+#[test]
+fn a_6144_px_scene_through_the_unet_stays_within_256_mib() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("mosaic.tif");
+    run_ok(
+        floodrt()
+            .args(["bench", "mosaic", "--size", "6144", "--chips"])
+            .arg(shared.join("data/sen1floods11/S1Hand"))
+            .arg("-o")
+            .arg(&scene),
+    );
+    let report = dir.path().join("r.json");
+    run_ok(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(dir.path().join("m.tif"))
+            .args(["--max-memory", "256MiB", "--threads", "2", "-q", "--report"])
+            .arg(&report)
+            .args(unet_flags(&shared)),
+    );
+    let r = read_json(&report);
+    let peak = r["peak_rss_mib"].as_f64().unwrap();
+    let plan = &r["memory_plan"];
+    let planned: f64 = [
+        "resident_bytes",
+        "batch_bytes",
+        "rows_bytes",
+        "block_cache_bytes",
+    ]
+    .iter()
+    .map(|k| plan[k].as_f64().unwrap() / 1048576.0)
+    .sum();
+    eprintln!(
+        "6144² UNet: peak RSS {peak:.1} MiB, planned {planned:.1} MiB, {} tiles in {:.0} s",
+        r["stats"]["tiles_run"], r["stats"]["seconds"]
+    );
+    assert_eq!(plan["batch_measured"], true, "{plan}");
+    assert!(planned <= 256.0, "the plan itself is over budget: {plan}");
+    assert!(peak < 256.0, "peak RSS {peak} MiB over a 256 MiB budget");
+    let water = r["water_fraction"].as_f64().unwrap();
+    assert!(water > 0.01 && water < 0.5, "water fraction {water}");
 }
 
 #[test]
@@ -292,6 +339,55 @@ fn stripes_and_tile_borders_leave_no_seams() {
     assert_eq!(
         mask_with("narrow.tif", "256"),
         mask_with("wide.tif", "4096")
+    );
+}
+
+#[test]
+fn a_fixed_batch_model_takes_multiples_of_its_batch_and_tile_workers_change_nothing() {
+    let shared = need_shared!();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = chip(&shared, "Spain_7370579");
+    let run = |name: &str, extra: &[&str]| {
+        let (mask, report) = (
+            dir.path().join(name),
+            dir.path().join(format!("{name}.json")),
+        );
+        run_ok(
+            floodrt()
+                .arg("segment")
+                .arg(&scene)
+                .arg("-o")
+                .arg(&mask)
+                .args(["-q", "--threads", "2", "--report"])
+                .arg(&report)
+                .args(extra)
+                .args(unet_flags(&shared)),
+        );
+        (crate::util::mask_of(&mask), read_json(&report))
+    };
+    let (one_by_one, r) = run("a.tif", &[]);
+    assert_eq!(
+        (r["batch"].as_u64(), r["tile_workers"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let (side_by_side, r) = run("b.tif", &["--batch", "8", "--tile-workers", "2"]);
+    assert_eq!(
+        (r["batch"].as_u64(), r["tile_workers"].as_u64()),
+        (Some(8), Some(2))
+    );
+    assert!(one_by_one == side_by_side, "tile workers changed the mask");
+    let err = crate::util::run_err(
+        floodrt()
+            .arg("segment")
+            .arg(&scene)
+            .arg("-o")
+            .arg(dir.path().join("c.tif"))
+            .args(["--batch", "3"])
+            .args(unet_flags(&shared)),
+    );
+    assert!(
+        err.contains("has shape [4, 2, 256, 256]") && err.contains("a multiple of its batch"),
+        "{err}"
     );
 }
 

@@ -173,6 +173,8 @@ fn tract(args: &ModelArgs, input: Vec<f32>) -> Vec<f32> {
         batch: manifest.input.batch as usize,
         threads: 2,
         precision: flood_targets::Precision::F32,
+        tile_workers: None,
+        engine: Default::default(),
     };
     Engine::new(&file, &manifest, config)
         .unwrap()
@@ -198,6 +200,8 @@ fn health_diff(base: &Path, adapter: &Path, key_pub: &Path) -> (f32, f32) {
         batch: manifest.input.batch as usize,
         threads: 2,
         precision: flood_targets::Precision::F32,
+        tile_workers: None,
+        engine: Default::default(),
     };
     let diff = Engine::new(&file, &manifest, config)
         .unwrap()

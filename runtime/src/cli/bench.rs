@@ -13,6 +13,7 @@ use ndarray::Array3;
 
 use super::ModelArgs;
 use crate::budget::peak_rss_bytes;
+use crate::model::PreparedModel;
 use crate::pipeline::fill_input;
 use crate::scene::Scene;
 
@@ -26,7 +27,24 @@ pub struct BenchArgs {
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     Latency(LatencyArgs),
+    Profile(ProfileArgs),
     Mosaic(MosaicArgs),
+}
+
+/// Time every node of the optimised plan on one call's tiles (one tile when the engine runs
+/// tiles side by side) and print where the time goes, by tract operator and by node.
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    /// Scene to cut the tiles from (its top-left batch of tiles is used).
+    pub scene: PathBuf,
+    /// Profiled runs, after one warm-up run; times are their means.
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
+    /// Nodes to list individually, slowest first.
+    #[arg(long, default_value_t = 12)]
+    pub top: usize,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 /// Time the model on full batches cut from one scene; print per-tile latency and peak RSS.
@@ -61,15 +79,55 @@ pub struct MosaicArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
         BenchCommand::Latency(a) => latency(a),
+        BenchCommand::Profile(a) => profile(a),
         BenchCommand::Mosaic(a) => mosaic(a),
     }
 }
 
 fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
     let prepared = args.model.prepare()?;
+    let input = first_batch(&prepared, &args.scene, &args.model)?;
+    let c = prepared.engine.config;
+    if let Some(path) = &args.dump_input {
+        let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    prepared.engine.run_raw(input.clone())?;
+    let mut seconds = Vec::with_capacity(args.iterations);
+    for _ in 0..args.iterations.max(1) {
+        let t = Instant::now();
+        prepared.engine.run_raw(input.clone())?;
+        seconds.push(t.elapsed().as_secs_f64());
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    let out = serde_json::json!({
+        "runtime": format!("floodrt ({})", prepared.engine.runtime_name()),
+        "model": prepared.file.source,
+        "batch": c.batch,
+        "tile_px": c.tile_px,
+        "threads": c.threads,
+        "tile_workers": prepared.engine.workers(),
+        "plan_batch": prepared.engine.plan_batch(),
+        "iterations": seconds.len(),
+        "batch_ms_median": median * 1e3,
+        "batch_ms_min": seconds[0] * 1e3,
+        "tile_ms_median": median * 1e3 / c.batch as f64,
+        "peak_rss_mib": peak_rss_bytes().map(|b| b as f64 / 1048576.0),
+    });
+    outln!("{}", serde_json::to_string(&out)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The scene's top-left tiles, one full batch, preprocessed as the manifest says.
+fn first_batch(
+    prepared: &PreparedModel,
+    scene: &std::path::Path,
+    model: &ModelArgs,
+) -> anyhow::Result<Vec<f32>> {
     let input = crate::scene::SceneInput {
-        units: args.model.scene_units,
-        ..crate::scene::SceneInput::file(&args.scene)
+        units: model.scene_units,
+        ..crate::scene::SceneInput::file(scene)
     };
     let (scene, _) = prepared.open_scene(&input)?;
     let c = prepared.engine.config;
@@ -97,32 +155,67 @@ fn latency(args: LatencyArgs) -> anyhow::Result<ExitCode> {
             c.tile_px,
         );
     }
-    if let Some(path) = &args.dump_input {
-        let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(input)
+}
+
+fn profile(args: ProfileArgs) -> anyhow::Result<ExitCode> {
+    let prepared = args.model.prepare()?;
+    let input = first_batch(&prepared, &args.scene, &args.model)?;
+    let engine = &prepared.engine;
+    engine.profile(&input)?;
+    let runs = args.iterations.max(1);
+    // Per node: operator, name, seconds summed over the runs.
+    let mut nodes: Vec<(String, String, f64)> = Vec::new();
+    let mut wall = 0.0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let times = engine.profile(&input)?;
+        wall += started.elapsed().as_secs_f64();
+        if nodes.is_empty() {
+            nodes = times
+                .iter()
+                .map(|t| (t.op.clone(), t.node.clone(), 0.0))
+                .collect();
+        }
+        for (slot, t) in nodes.iter_mut().zip(&times) {
+            slot.2 += t.seconds;
+        }
     }
-    prepared.engine.run_raw(input.clone())?;
-    let mut seconds = Vec::with_capacity(args.iterations);
-    for _ in 0..args.iterations.max(1) {
-        let t = Instant::now();
-        prepared.engine.run_raw(input.clone())?;
-        seconds.push(t.elapsed().as_secs_f64());
+    let ms = |s: f64| s * 1e3 / runs as f64;
+    let total: f64 = nodes.iter().map(|n| n.2).sum();
+    let mut by_op: Vec<(String, usize, f64)> = Vec::new();
+    for (op, _, s) in &nodes {
+        match by_op.iter_mut().find(|o| &o.0 == op) {
+            Some(o) => (o.1, o.2) = (o.1 + 1, o.2 + s),
+            None => by_op.push((op.clone(), 1, *s)),
+        }
     }
-    seconds.sort_by(f64::total_cmp);
-    let median = seconds[seconds.len() / 2];
-    let out = serde_json::json!({
-        "runtime": "floodrt (tract 0.23.9)",
-        "model": prepared.file.source,
-        "batch": c.batch,
-        "tile_px": c.tile_px,
-        "threads": c.threads,
-        "iterations": seconds.len(),
-        "batch_ms_median": median * 1e3,
-        "batch_ms_min": seconds[0] * 1e3,
-        "tile_ms_median": median * 1e3 / c.batch as f64,
-        "peak_rss_mib": peak_rss_bytes().map(|b| b as f64 / 1048576.0),
-    });
-    outln!("{}", serde_json::to_string(&out)?)?;
+    by_op.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let c = engine.config;
+    outln!(
+        "{} — {} tile(s) of {}² per plan run, {} thread(s) ({}), {:?}; mean of {runs} runs: {:.1} ms in nodes, {:.1} ms wall",
+        prepared.manifest.name,
+        engine.plan_batch(),
+        c.tile_px,
+        c.threads,
+        if engine.workers() > 1 { "one per tile worker" } else { "tract's executor" },
+        c.precision,
+        ms(total),
+        ms(wall)
+    )?;
+    outln!("\n| operator | nodes | ms | share |\n|---|---|---|---|")?;
+    for (op, count, s) in &by_op {
+        outln!(
+            "| {op} | {count} | {:.2} | {:.1} % |",
+            ms(*s),
+            100.0 * s / total
+        )?;
+    }
+    nodes.sort_by(|a, b| b.2.total_cmp(&a.2));
+    outln!("\n| slowest nodes | operator | ms |\n|---|---|---|")?;
+    for (op, name, s) in nodes.iter().take(args.top) {
+        outln!("| {name} | {op} | {:.2} |", ms(*s))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -98,6 +98,7 @@ fn segment_config(prepared: &PreparedModel, options: &ModelArgs) -> SegmentConfi
         overlap_px: options.overlap,
         stripe_px: prepared.stripe_px,
         threshold: prepared.manifest.output.threshold,
+        release_memory: prepared.budget.is_some(),
     }
 }
 

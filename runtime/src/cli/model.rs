@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use flood_targets::Precision;
 
+use crate::engine::EngineKind;
 use crate::model::ModelSpec;
 pub use crate::model::{load_model, read_adapter, PreparedModel, DEFAULT_OVERLAP_PX};
 use crate::scene::{RadarUnits, SceneInput};
@@ -37,15 +38,21 @@ pub struct ModelArgs {
     /// scale with it; lower it to save memory on very wide scenes.
     #[arg(long, value_name = "N", value_parser = parse_stripe)]
     pub stripe: Option<usize>,
-    /// Threads for the model's matrix products [default: all cores].
+    /// Threads that run the model [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Memory cap, e.g. 512MiB; refused at once when the model and one batch cannot fit.
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
-    /// Tiles per inference call, for models whose batch is not fixed [default: the manifest's].
+    /// Tiles per inference call: any number for models whose batch is free, a multiple of
+    /// the batch a model fixes [default: the manifest's, at least --tile-workers].
     #[arg(long, value_name = "N")]
     pub batch: Option<usize>,
+    /// Tiles run side by side, one thread each, when the model takes one tile at a time.
+    /// Faster on convolutional models, but each worker holds its own intermediate tensors
+    /// [default: 1, one tile at a time on all threads].
+    #[arg(long, value_name = "N")]
+    pub tile_workers: Option<usize>,
     /// Arithmetic: f16 halves weight memory and is fast on ARMv8.2+ CPUs (Pi 5, Orin).
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionArg>,
@@ -58,6 +65,26 @@ pub struct ModelArgs {
     /// contradict the units are refused.
     #[arg(long, value_enum, value_name = "UNITS")]
     pub scene_units: Option<RadarUnits>,
+    /// The library that runs the model. `onnxruntime` (builds with the cargo feature
+    /// `onnxruntime` only) loads an installed libonnxruntime.so, from ORT_DYLIB_PATH or the
+    /// loader's path: 2–4× faster than tract on x86 hosts; f32 only.
+    #[arg(long, value_enum, default_value_t = EngineArg::Tract)]
+    pub engine: EngineArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    Tract,
+    Onnxruntime,
+}
+
+impl From<EngineArg> for EngineKind {
+    fn from(e: EngineArg) -> EngineKind {
+        match e {
+            EngineArg::Tract => EngineKind::Tract,
+            EngineArg::Onnxruntime => EngineKind::Onnxruntime,
+        }
+    }
 }
 
 fn parse_stripe(text: &str) -> Result<usize, String> {
@@ -96,9 +123,11 @@ impl Default for ModelArgs {
             threads: None,
             max_memory: None,
             batch: None,
+            tile_workers: None,
             precision: None,
             profile: None,
             scene_units: None,
+            engine: EngineArg::Tract,
         }
     }
 }
@@ -116,8 +145,10 @@ impl ModelArgs {
             threads: self.threads,
             max_memory: self.max_memory.clone(),
             batch: self.batch,
+            tile_workers: self.tile_workers,
             precision: self.precision.map(Precision::from),
             profile: self.profile.clone(),
+            engine: self.engine.into(),
         }
     }
 

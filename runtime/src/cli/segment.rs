@@ -100,8 +100,9 @@ pub fn run(args: SegmentArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let (scene, plan) = prepared.open_scene(&input)?;
     let cfg = SegmentConfig {
         overlap_px: args.model.overlap,
-        stripe_px: prepared.stripe_px,
+        stripe_px: plan.stripe_px,
         threshold: prepared.manifest.output.threshold,
+        release_memory: prepared.budget.is_some(),
     };
     // Outlines that cannot be written are refused before any work.
     let outline_options = VectorOptions {

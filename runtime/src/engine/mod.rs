@@ -4,6 +4,8 @@
 //! [`merge`] puts a signed LoRA adapter into a base model's weights before all that.
 
 mod merge;
+#[cfg(feature = "onnxruntime")]
+mod onnxruntime;
 pub use merge::MergeError;
 
 use std::collections::BTreeMap;
@@ -41,7 +43,7 @@ pub enum EngineError {
         path: String,
         source: flood_models::ManifestError,
     },
-    #[error("{path}: input {input} has shape {model_shape}, but the manifest and options ask for {wanted}; use the model's tile size and batch, or fix the manifest")]
+    #[error("{path}: input {input} has shape {model_shape}, but the manifest and options ask for {wanted}; use the model's tile size and a multiple of its batch, or fix the manifest")]
     ShapeMismatch {
         path: String,
         input: String,
@@ -73,6 +75,10 @@ pub enum EngineError {
     Prepare { path: String, reason: String },
     #[error("running the model failed: {0}")]
     Run(String),
+    #[error("onnxruntime: {0}")]
+    Onnxruntime(String),
+    #[error("this floodrt was built without the onnxruntime engine; build it with `cargo build --release --bin floodrt --features onnxruntime`, or use --engine tract")]
+    NotBuiltIn,
     #[error("{path}: health check failed: {source}")]
     Unhealthy {
         path: String,
@@ -183,16 +189,16 @@ impl ModelFile {
         self.proto.encode_to_vec()
     }
 
-    /// The manifest carried in `metadata_props`, if any.
-    /// Whether the image input's batch dimension is symbolic (any batch is accepted).
-    pub fn batch_is_free(&self) -> bool {
+    /// The image input's batch when the file fixes it (None: any batch is accepted).
+    pub fn declared_batch(&self) -> Option<usize> {
         self.info()
             .inputs
             .first()
             .and_then(|i| i.shape.first())
-            .is_some_and(|d| d.parse::<usize>().is_err())
+            .and_then(|d| d.parse::<usize>().ok())
     }
 
+    /// The manifest carried in `metadata_props`, if any.
     pub fn embedded_manifest(&self) -> Result<Option<Manifest>, EngineError> {
         let Some(entry) = self
             .proto
@@ -355,6 +361,17 @@ fn elem_size(code: i32) -> usize {
     }
 }
 
+/// The library that runs the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// tract, compiled in: every build, the only engine of the static board builds.
+    #[default]
+    Tract,
+    /// onnxruntime loaded at run time from an installed library (cargo feature `onnxruntime`).
+    Onnxruntime,
+}
+
 /// How the engine runs: tile side, tiles per call, threads.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
@@ -362,19 +379,53 @@ pub struct EngineConfig {
     pub batch: usize,
     pub threads: usize,
     pub precision: Precision,
+    /// Tiles run side by side, one thread each (at most `threads`); None: one tile at a time
+    /// on all threads. tract only.
+    pub tile_workers: Option<usize>,
+    pub engine: EngineKind,
 }
 
 /// A model prepared to run on batches of `batch × bands × tile_px × tile_px` f32 tiles.
+///
+/// When the graph takes a batch of one (any model whose batch is not baked into its
+/// operators), the plan is built for exactly one tile with concrete shapes, whatever the
+/// batch: tract picks its lazy-im2col convolutions only for batch 1, and on the UNet a batch-1
+/// plan on 2 threads ran 1.34× faster per tile than the batch-4 one, at half the peak memory
+/// (bench/README.md). A call's tiles then run one after another on tract's
+/// multithread executor, or side by side on `tile_workers` threads with one plan state each
+/// (the executor parallelises only matrix products; workers parallelise whole tiles, at the
+/// cost of one set of intermediate tensors per worker).
 pub struct Engine {
-    plan: Arc<TypedRunnableModel>,
+    backend: Backend,
+    /// Tiles one run of `plan` takes: 1, or the model's fixed batch.
+    plan_batch: usize,
+    /// Threads that run plans side by side, each on its share of a call's tiles.
+    workers: usize,
     output: OutputKind,
     water_class: usize,
     pub config: EngineConfig,
     pub bands: usize,
     /// Bytes of constants (weights) after optimisation.
     pub weight_bytes: u64,
-    /// Peak bytes of live intermediate tensors for one batch, by a liveness walk of the plan.
+    /// Peak bytes of live intermediate tensors while one call runs (all workers), by a
+    /// liveness walk of the plan.
     pub activation_peak_bytes: u64,
+}
+
+/// What runs the plan.
+enum Backend {
+    Tract(Arc<TypedRunnableModel>),
+    #[cfg(feature = "onnxruntime")]
+    Onnxruntime(onnxruntime::OrtSession),
+}
+
+/// Time spent in one node of the plan, for `floodrt bench profile`.
+#[derive(Clone, Debug)]
+pub struct NodeTime {
+    /// tract's operator, e.g. `OptMatMul`, `LazyIm2col`, `MaxPool`.
+    pub op: String,
+    pub node: String,
+    pub seconds: f64,
 }
 
 impl Engine {
@@ -391,70 +442,124 @@ impl Engine {
         let bands = manifest.band_count();
         let wanted = [config.batch, bands, config.tile_px, config.tile_px];
         let input_ix = input_index(model, manifest)?;
-        let mut inference = tract_onnx::onnx()
-            .model_for_proto_model(&model.proto)
-            .map_err(prepare)?;
         check_declared_shape(model, input_ix, &wanted)?;
-        // Inputs other than the image (none in the models we ship) keep their declared facts.
-        inference = inference
-            .with_input_fact(input_ix, f32::fact(wanted).into())
-            .map_err(prepare)?;
-        let mut typed = inference
-            .into_typed()
-            .and_then(|m| m.into_decluttered())
-            .map_err(prepare)?;
-        if config.precision == Precision::F16 {
-            // Resampling ops lose too much in f16 (tract's own advice); they stay f32.
-            let translator = FloatPrecisionTranslator::with_filter(
-                f32::datum_type(),
-                f16::datum_type(),
-                |node| !node.op.name().contains("Resize"),
-            );
-            typed = translator.transform_into(typed).map_err(prepare)?;
+        if config.engine == EngineKind::Onnxruntime {
+            return Engine::with_onnxruntime(model, manifest, config, input_ix);
         }
-        let typed = typed.into_optimized().map_err(prepare)?;
-        // tract's output_fact indexes without checking; a graph can have lost every output.
-        if typed.output_outlets().map_or(true, |o| o.is_empty()) {
-            return Err(EngineError::Prepare {
-                path,
-                reason: "the model has no output".into(),
-            });
-        }
-        let out_shape = typed
-            .output_fact(0)
-            .map_err(prepare)?
-            .shape
-            .as_concrete()
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
-        let channels = manifest.output.kind.channels();
-        if out_shape != [config.batch, channels, config.tile_px, config.tile_px] {
+        // A batch-1 plan when the graph allows it (its output then has one tile's shape); a
+        // graph that bakes its batch into a reshape fails to type or gives another shape.
+        let single = (config.batch > 1)
+            .then(|| optimized(model, manifest, input_ix, 1, config))
+            .and_then(Result::ok)
+            .filter(|m| output_shape(m) == expected_output(manifest, 1, config));
+        let (typed, plan_batch) = match single {
+            Some(typed) => (typed, 1),
+            None => {
+                let batch = model.declared_batch().unwrap_or(config.batch);
+                (optimized(model, manifest, input_ix, batch, config)?, batch)
+            }
+        };
+        let out_shape = output_shape(&typed);
+        if out_shape != expected_output(manifest, plan_batch, config) {
             return Err(EngineError::OutputShape {
                 path,
                 shape: out_shape,
                 kind: manifest.output.kind,
                 batch: config.batch,
-                channels,
+                channels: manifest.output.kind.channels(),
                 tile: config.tile_px,
             });
         }
+        let workers = config
+            .tile_workers
+            .unwrap_or(1)
+            .min(config.threads)
+            .min(config.batch / plan_batch)
+            .max(1);
         let (weight_bytes, activation_peak_bytes) = memory_estimate(&typed).map_err(prepare)?;
         let options = RunOptions {
-            executor: (config.threads > 1).then(|| Executor::multithread(config.threads)),
+            executor: (workers == 1 && config.threads > 1)
+                .then(|| Executor::multithread(config.threads)),
             ..RunOptions::default()
         };
         let plan = typed
             .into_runnable_with_options(&options)
             .map_err(prepare)?;
         Ok(Engine {
-            plan,
+            backend: Backend::Tract(plan),
+            plan_batch,
+            workers,
             output: manifest.output.kind,
             water_class: manifest.output.water_class,
             config,
             bands,
             weight_bytes,
-            activation_peak_bytes,
+            activation_peak_bytes: activation_peak_bytes * workers as u64,
         })
+    }
+
+    /// onnxruntime on the model's bytes: its own graph optimisation and threads, calls of the
+    /// model's fixed batch (else the whole batch); f32 only.
+    #[cfg(feature = "onnxruntime")]
+    fn with_onnxruntime(
+        model: &ModelFile,
+        manifest: &Manifest,
+        config: EngineConfig,
+        input_ix: usize,
+    ) -> Result<Engine, EngineError> {
+        if config.precision != Precision::F32 {
+            return Err(EngineError::Onnxruntime(
+                "floodrt runs onnxruntime in f32 only; drop --precision f16 (or the board profile that sets it), or use --engine tract".into(),
+            ));
+        }
+        let info = model.info();
+        let input = info
+            .inputs
+            .get(input_ix)
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
+        let session = onnxruntime::OrtSession::new(&model.to_bytes(), &input, config.threads)?;
+        Ok(Engine {
+            backend: Backend::Onnxruntime(session),
+            plan_batch: model.declared_batch().unwrap_or(config.batch),
+            workers: 1,
+            output: manifest.output.kind,
+            water_class: manifest.output.water_class,
+            config,
+            bands: manifest.band_count(),
+            weight_bytes: info.weight_bytes,
+            // Unknown without running it; a memory budget measures a call instead.
+            activation_peak_bytes: 0,
+        })
+    }
+
+    #[cfg(not(feature = "onnxruntime"))]
+    fn with_onnxruntime(
+        _: &ModelFile,
+        _: &Manifest,
+        _: EngineConfig,
+        _: usize,
+    ) -> Result<Engine, EngineError> {
+        Err(EngineError::NotBuiltIn)
+    }
+
+    /// Which library runs the model, and its version, for reports.
+    pub fn runtime_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Tract(_) => "tract 0.23.9",
+            #[cfg(feature = "onnxruntime")]
+            Backend::Onnxruntime(_) => "onnxruntime",
+        }
+    }
+
+    /// Threads that run tiles side by side (1 when tract's executor runs a whole batch).
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Tiles one run of the plan takes: 1, or the model's fixed batch.
+    pub fn plan_batch(&self) -> usize {
+        self.plan_batch
     }
 
     /// Runs one full batch (`batch × bands × tile_px²` values, NCHW) and returns the water
@@ -475,18 +580,125 @@ impl Engine {
     /// The model's output tensor as it comes (logits or probabilities), flattened NCHW.
     pub fn run_raw(&self, input: Vec<f32>) -> Result<Vec<f32>, EngineError> {
         let c = self.config;
-        let shape = (c.batch, self.bands, c.tile_px, c.tile_px);
-        let run_err = |e: TractError| EngineError::Run(format!("{e:#}"));
-        let array = tract_ndarray::Array4::from_shape_vec(shape, input)
+        let call_values = self.plan_batch * self.bands * c.tile_px * c.tile_px;
+        if input.len() != c.batch * self.bands * c.tile_px * c.tile_px {
+            return Err(EngineError::Run(format!(
+                "{} input values for a batch of {} tiles of {} bands × {}²",
+                input.len(),
+                c.batch,
+                self.bands,
+                c.tile_px
+            )));
+        }
+        let calls: Vec<&[f32]> = input.chunks(call_values).collect();
+        if self.workers == 1 {
+            return self.run_calls(&calls);
+        }
+        // Contiguous shares, so the outputs concatenate in tile order.
+        let share = calls.len().div_ceil(self.workers);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = calls
+                .chunks(share)
+                .map(|mine| scope.spawn(move || self.run_calls(mine)))
+                .collect();
+            let mut out = Vec::new();
+            for handle in handles {
+                let part = handle
+                    .join()
+                    .map_err(|_| EngineError::Run("a tile worker panicked".into()))??;
+                out.extend(part);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Runs the plan on each of `calls` in turn (tract: with one state).
+    fn run_calls(&self, calls: &[&[f32]]) -> Result<Vec<f32>, EngineError> {
+        let mut out = Vec::new();
+        match &self.backend {
+            Backend::Tract(plan) => {
+                let run_err = |e: TractError| EngineError::Run(format!("{e:#}"));
+                let mut state = plan.spawn().map_err(run_err)?;
+                for call in calls {
+                    let outputs = state.run(tvec!(self.tensor(call)?)).map_err(run_err)?;
+                    let values = outputs[0].cast_to::<f32>().map_err(run_err)?;
+                    let view = values.to_plain_array_view::<f32>().map_err(run_err)?;
+                    out.extend(view.iter().copied());
+                }
+            }
+            #[cfg(feature = "onnxruntime")]
+            Backend::Onnxruntime(session) => {
+                let c = self.config;
+                let shape = [self.plan_batch, self.bands, c.tile_px, c.tile_px];
+                let expected = self.plan_batch * self.output.channels() * c.tile_px * c.tile_px;
+                for call in calls {
+                    let values = session.run(shape, call)?;
+                    if values.len() != expected {
+                        return Err(EngineError::Run(format!(
+                            "onnxruntime returned {} values for {} tile(s); a `{:?}` output of {}² tiles has {expected}",
+                            values.len(),
+                            self.plan_batch,
+                            self.output,
+                            c.tile_px
+                        )));
+                    }
+                    out.extend(values);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One plan call's input tensor, in the plan's precision.
+    fn tensor(&self, values: &[f32]) -> Result<TValue, EngineError> {
+        let c = self.config;
+        let shape = (self.plan_batch, self.bands, c.tile_px, c.tile_px);
+        let array = tract_ndarray::Array4::from_shape_vec(shape, values.to_vec())
             .map_err(|e| EngineError::Run(e.to_string()))?;
         let mut tensor = Tensor::from(array);
         if c.precision == Precision::F16 {
-            tensor = tensor.cast_to::<f16>().map_err(run_err)?.into_owned();
+            tensor = tensor
+                .cast_to::<f16>()
+                .map_err(|e| EngineError::Run(format!("{e:#}")))?
+                .into_owned();
         }
-        let outputs = self.plan.run(tvec!(tensor.into())).map_err(run_err)?;
-        let out = outputs[0].cast_to::<f32>().map_err(run_err)?;
-        let view = out.to_plain_array_view::<f32>().map_err(run_err)?;
-        Ok(view.iter().copied().collect())
+        Ok(tensor.into())
+    }
+
+    /// Runs one plan call on the first `plan_batch` tiles of `input`, timing every node
+    /// (`floodrt bench profile`); same threads as a real run of one call.
+    pub fn profile(&self, input: &[f32]) -> Result<Vec<NodeTime>, EngineError> {
+        let c = self.config;
+        let call_values = self.plan_batch * self.bands * c.tile_px * c.tile_px;
+        let values = input.get(..call_values).ok_or_else(|| {
+            EngineError::Run(format!("profiling needs {call_values} input values"))
+        })?;
+        let run_err = |e: TractError| EngineError::Run(format!("{e:#}"));
+        #[allow(irrefutable_let_patterns)] // refutable with the onnxruntime feature
+        let Backend::Tract(plan) = &self.backend
+        else {
+            return Err(EngineError::Run(
+                "profiling times tract's plan; run it with --engine tract".into(),
+            ));
+        };
+        let mut state = plan.spawn().map_err(run_err)?;
+        let mut times = Vec::new();
+        state
+            .run_plan_with_eval(
+                tvec!(self.tensor(values)?),
+                |ctx, op_state, node, inputs| {
+                    let started = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                    times.push(NodeTime {
+                        op: node.op.name().to_string(),
+                        node: node.name.clone(),
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
+                    out
+                },
+            )
+            .map_err(run_err)?;
+        Ok(times)
     }
 
     /// Runs the canonical health-check input and compares the output with what the trainer
@@ -510,6 +722,66 @@ impl Engine {
         let output = self.run_raw(canonical_input(batch, self.bands, tile))?;
         expected.check(&output).map_err(unhealthy)
     }
+}
+
+/// The model typed and optimised for a `batch × bands × tile × tile` input.
+fn optimized(
+    model: &ModelFile,
+    manifest: &Manifest,
+    input_ix: usize,
+    batch: usize,
+    config: EngineConfig,
+) -> Result<TypedModel, EngineError> {
+    let prepare = |e: TractError| EngineError::Prepare {
+        path: model.source.clone(),
+        reason: format!("{e:#}"),
+    };
+    let shape = [batch, manifest.band_count(), config.tile_px, config.tile_px];
+    // Inputs other than the image (none in the models we ship) keep their declared facts.
+    let inference = tract_onnx::onnx()
+        .model_for_proto_model(&model.proto)
+        .and_then(|m| m.with_input_fact(input_ix, f32::fact(shape).into()))
+        .map_err(prepare)?;
+    let mut typed = inference
+        .into_typed()
+        .and_then(|m| m.into_decluttered())
+        .map_err(prepare)?;
+    if config.precision == Precision::F16 {
+        // Resampling ops lose too much in f16 (tract's own advice); they stay f32.
+        let translator =
+            FloatPrecisionTranslator::with_filter(f32::datum_type(), f16::datum_type(), |node| {
+                !node.op.name().contains("Resize")
+            });
+        typed = translator.transform_into(typed).map_err(prepare)?;
+    }
+    let typed = typed.into_optimized().map_err(prepare)?;
+    // tract's output_fact indexes without checking; a graph can have lost every output.
+    if typed.output_outlets().map_or(true, |o| o.is_empty()) {
+        return Err(EngineError::Prepare {
+            path: model.source.clone(),
+            reason: "the model has no output".into(),
+        });
+    }
+    Ok(typed)
+}
+
+/// The first output's concrete shape (empty when symbolic or missing; `optimized` refuses a
+/// model without outputs).
+fn output_shape(model: &TypedModel) -> Vec<usize> {
+    model
+        .output_fact(0)
+        .ok()
+        .and_then(|fact| fact.shape.as_concrete().map(|s| s.to_vec()))
+        .unwrap_or_default()
+}
+
+fn expected_output(manifest: &Manifest, batch: usize, config: EngineConfig) -> Vec<usize> {
+    vec![
+        batch,
+        manifest.output.kind.channels(),
+        config.tile_px,
+        config.tile_px,
+    ]
 }
 
 /// Water probability from raw model output, per the manifest's output kind.
@@ -568,7 +840,9 @@ fn input_index(model: &ModelFile, manifest: &Manifest) -> Result<usize, EngineEr
     }
 }
 
-/// Refuses a model whose declared input contradicts the manifest (symbolic dims accept anything).
+/// Refuses a model whose declared input contradicts the manifest (symbolic dims accept
+/// anything). A fixed batch need only divide the tiles per call: a call runs as several plan
+/// runs (see [`Engine`]).
 fn check_declared_shape(
     model: &ModelFile,
     input_ix: usize,
@@ -578,12 +852,18 @@ fn check_declared_shape(
     let Some(input) = info.inputs.get(input_ix) else {
         return Ok(());
     };
+    let fixed = |d: &String| d.parse::<usize>().ok();
     let contradicts = input.shape.len() != 4
         || input
             .shape
             .iter()
             .zip(wanted)
-            .any(|(d, &w)| d.parse::<usize>().is_ok_and(|n| n != w));
+            .enumerate()
+            .any(|(axis, (d, &w))| match (axis, fixed(d)) {
+                (_, None) => false,
+                (0, Some(n)) => n == 0 || w % n != 0,
+                (_, Some(n)) => n != w,
+            });
     if contradicts && !input.shape.is_empty() {
         return Err(EngineError::ShapeMismatch {
             path: model.source.clone(),

@@ -654,8 +654,9 @@ fn run_job(loaded: &Loaded, job: &Job) -> anyhow::Result<Outcome> {
     let (scene, plan) = model.open_scene(&input)?;
     let cfg = SegmentConfig {
         overlap_px: DEFAULT_OVERLAP_PX.min(model.engine.config.tile_px / 4),
-        stripe_px: model.stripe_px,
+        stripe_px: plan.stripe_px,
         threshold: model.manifest.output.threshold,
+        release_memory: model.budget.is_some(),
     };
     let mut hasher = Hasher::default();
     let stats = {
