@@ -2,7 +2,9 @@
 //! by `cargo test -p floodrt --features onnxruntime --test e2e onnxruntime`; without the
 //! feature, `--engine onnxruntime` must say how to get it.
 
-use crate::util::{chip, floodrt, mask_of, read_json, run_ok, unet_flags};
+use crate::util::floodrt;
+#[cfg(feature = "onnxruntime")]
+use crate::util::{chip, mask_of, read_json, run_ok, unet_flags};
 
 #[cfg(not(feature = "onnxruntime"))]
 #[test]
