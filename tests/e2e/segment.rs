@@ -43,11 +43,7 @@ fn segment_writes_a_georeferenced_mask_probability_polygons_and_report() {
         dir.path().join("r.json"),
     );
     run_ok(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(&mask)
+        crate::util::segment(&scene, &mask)
             .arg("--probability")
             .arg(&prob)
             .arg("--vector")
@@ -105,15 +101,7 @@ fn cog_output_passes_gdal_validation() {
     let dir = tempfile::tempdir().unwrap();
     let scene = chip(&shared, "Nigeria_812045");
     let mask = dir.path().join("cog.tif");
-    run_ok(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(&mask)
-            .arg("--cog")
-            .arg("-q"),
-    );
+    run_ok(crate::util::segment(&scene, &mask).arg("--cog").arg("-q"));
     assert_georeferenced_like(&mask, &scene);
     if let Some(info) = gdalinfo(&mask) {
         assert!(
@@ -132,11 +120,7 @@ fn an_all_nan_scene_gives_an_all_no_data_mask() {
     let dir = tempfile::tempdir().unwrap();
     let (mask, report) = (dir.path().join("m.tif"), dir.path().join("r.json"));
     run_ok(
-        floodrt()
-            .arg("segment")
-            .arg(chip(&shared, "Paraguay_34417"))
-            .arg("-o")
-            .arg(&mask)
+        crate::util::segment(&chip(&shared, "Paraguay_34417"), &mask)
             .arg("--report")
             .arg(&report)
             .arg("-q"),
@@ -161,11 +145,7 @@ fn the_max_memory_budget_is_honoured_or_refused_early() {
     let mask = dir.path().join("m.tif");
     let scene = chip(&shared, "Spain_7370579");
     let err = crate::util::run_err(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(&mask)
+        crate::util::segment(&scene, &mask)
             .args(["--max-memory", "8MiB"])
             .args(unet_flags(&shared)),
     );
@@ -177,11 +157,7 @@ fn the_max_memory_budget_is_honoured_or_refused_early() {
     assert!(!mask.exists());
     let report = dir.path().join("r.json");
     run_ok(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(&mask)
+        crate::util::segment(&scene, &mask)
             .args(["--max-memory", "256MiB", "-q", "--report"])
             .arg(&report),
     );
@@ -204,11 +180,7 @@ fn a_6144_px_scene_through_the_unet_stays_within_256_mib() {
     );
     let report = dir.path().join("r.json");
     run_ok(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(dir.path().join("m.tif"))
+        crate::util::segment(&scene, &dir.path().join("m.tif"))
             .args(["--max-memory", "256MiB", "--threads", "2", "-q", "--report"])
             .arg(&report)
             .args(unet_flags(&shared)),
@@ -323,11 +295,7 @@ fn stripes_and_tile_borders_leave_no_seams() {
     let mask_with = |name: &str, stripe: &str| {
         let out = dir.path().join(name);
         run_ok(
-            floodrt()
-                .arg("segment")
-                .arg(&scene)
-                .arg("-o")
-                .arg(&out)
+            crate::util::segment(&scene, &out)
                 .args(["-q", "--stripe", stripe])
                 .args(unet_flags(&shared)),
         );
@@ -353,11 +321,7 @@ fn a_fixed_batch_model_takes_multiples_of_its_batch_and_tile_workers_change_noth
             dir.path().join(format!("{name}.json")),
         );
         run_ok(
-            floodrt()
-                .arg("segment")
-                .arg(&scene)
-                .arg("-o")
-                .arg(&mask)
+            crate::util::segment(&scene, &mask)
                 .args(["-q", "--threads", "2", "--report"])
                 .arg(&report)
                 .args(extra)
@@ -377,11 +341,7 @@ fn a_fixed_batch_model_takes_multiples_of_its_batch_and_tile_workers_change_noth
     );
     assert!(one_by_one == side_by_side, "tile workers changed the mask");
     let err = crate::util::run_err(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(dir.path().join("c.tif"))
+        crate::util::segment(&scene, &dir.path().join("c.tif"))
             .args(["--batch", "3"])
             .args(unet_flags(&shared)),
     );
@@ -398,11 +358,7 @@ fn a_board_profile_sets_the_run_and_explicit_flags_win() {
     let (mask, report) = (dir.path().join("m.tif"), dir.path().join("r.json"));
     let scene = chip(&shared, "India_900498");
     run_ok(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(&mask)
+        crate::util::segment(&scene, &mask)
             .args([
                 "-q",
                 "--model",
@@ -422,14 +378,7 @@ fn a_board_profile_sets_the_run_and_explicit_flags_win() {
         "the baseline takes any batch, so the profile's applies"
     );
     assert_eq!(r["max_memory_bytes"], 256u64 << 20);
-    let err = crate::util::run_err(
-        floodrt()
-            .arg("segment")
-            .arg(&scene)
-            .arg("-o")
-            .arg(&mask)
-            .args(["--profile", "pi9"]),
-    );
+    let err = crate::util::run_err(crate::util::segment(&scene, &mask).args(["--profile", "pi9"]));
     assert!(
         err.contains("no board profile \"pi9\"; known boards: rpi4, rpi5, jetson-orin, armv7-512m"),
         "{err}"

@@ -52,6 +52,13 @@ pub fn floodrt() -> Command {
     cmd
 }
 
+/// `floodrt segment SCENE -o OUT`, for the caller to add options to.
+pub fn segment(scene: &Path, out: &Path) -> Command {
+    let mut cmd = floodrt();
+    cmd.arg("segment").arg(scene).arg("-o").arg(out);
+    cmd
+}
+
 /// Runs and asserts success, returning stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("floodrt starts");
