@@ -41,7 +41,9 @@ pub struct ModelArgs {
     /// Threads that run the model [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Memory cap, e.g. 512MiB; refused at once when the model and one batch cannot fit.
+    /// Memory cap for the whole process, e.g. 512MiB. One call of the model is measured at
+    /// load time, stripes are narrowed to fit, and the run is refused at once, with the
+    /// breakdown, when nothing fits.
     #[arg(long, value_name = "SIZE")]
     pub max_memory: Option<String>,
     /// Tiles per inference call: any number for models whose batch is free, a multiple of
