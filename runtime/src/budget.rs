@@ -71,7 +71,7 @@ pub fn measure_call(engine: &Engine) -> Result<Option<CallCost>, crate::engine::
     // The first call grows tract's scratch and the allocator's pools; the second is what
     // every later call costs.
     engine.run_raw(zeros.clone())?;
-    release_free_memory();
+    crate::allocator::release_free_memory();
     let Some(resident) = current_rss_bytes() else {
         return Ok(None);
     };
@@ -171,22 +171,6 @@ impl MemoryPlan {
         plan.block_cache_bytes =
             ((budget - fixed - plan.rows_bytes) / 2).clamp(min_cache, default_cache);
         Ok(plan)
-    }
-}
-
-/// Returns the allocator's free pages to the system (glibc's `malloc_trim`; elsewhere a no-op).
-///
-/// Why: an engine call allocates and frees tens of MiB of intermediate tensors among the
-/// long-lived scene blocks and row buffers; glibc keeps the freed pages resident, and over a
-/// scene the holes drifted the UNet's peak 39–63 MiB above the plan built from one measured
-/// call (6144²: planned 229, peak 292 MiB). Trimming after each call costs page faults on
-/// the next one (6–16 % of a run) and kept the peak under the plan (182.6 of 199 MiB).
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the kernel; glibc documents it as
-    // thread-safe (it takes each arena's lock).
-    unsafe {
-        nix::libc::malloc_trim(0);
     }
 }
 

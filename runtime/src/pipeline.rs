@@ -24,7 +24,7 @@ pub struct SegmentConfig {
     pub threshold: f32,
     /// Hand the allocator's free pages back to the system after every engine call, so that
     /// a memory budget planned from one measured call holds over thousands (see
-    /// [`crate::budget::release_free_memory`]).
+    /// [`crate::allocator::release_free_memory`]).
     pub release_memory: bool,
 }
 
@@ -212,7 +212,7 @@ impl Run<'_> {
                 )
             })?;
             if self.cfg.release_memory {
-                crate::budget::release_free_memory();
+                crate::allocator::release_free_memory();
             }
             self.stats.model_seconds += model_started.elapsed().as_secs_f64();
             self.stats.batches += 1;

@@ -436,7 +436,7 @@ fn device_process() {
         return;
     };
     let parts: Vec<&str> = spec.split('|').collect();
-    floodrt::ota::server::few_malloc_arenas();
+    floodrt::allocator::few_arenas();
     let device = Device::open("test-device", Path::new(parts[0]), Path::new(parts[1]), 1).unwrap();
     let number = |i: usize| parts[i].parse::<u64>().unwrap();
     let config = ServeConfig {

@@ -74,7 +74,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    crate::ota::server::few_malloc_arenas();
+    crate::allocator::few_arenas();
     let mut device = Device::open_revoking(
         &args.id,
         &args.store,

@@ -435,10 +435,7 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
         let path = model.source.clone();
-        let prepare = |e: TractError| EngineError::Prepare {
-            path: path.clone(),
-            reason: format!("{e:#}"),
-        };
+        let prepare = prepare_error(&model.source);
         let bands = manifest.band_count();
         let wanted = [config.batch, bands, config.tile_px, config.tile_px];
         let input_ix = input_index(model, manifest)?;
@@ -476,7 +473,7 @@ impl Engine {
             .min(config.threads)
             .min(config.batch / plan_batch)
             .max(1);
-        let (weight_bytes, activation_peak_bytes) = memory_estimate(&typed).map_err(prepare)?;
+        let (weight_bytes, activation_peak_bytes) = memory_estimate(&typed).map_err(&prepare)?;
         let options = RunOptions {
             executor: (workers == 1 && config.threads > 1)
                 .then(|| Executor::multithread(config.threads)),
@@ -484,7 +481,7 @@ impl Engine {
         };
         let plan = typed
             .into_runnable_with_options(&options)
-            .map_err(prepare)?;
+            .map_err(&prepare)?;
         Ok(Engine {
             backend: Backend::Tract(plan),
             plan_batch,
@@ -577,10 +574,15 @@ impl Engine {
         ))
     }
 
+    /// Input values one run of the plan takes (`plan_batch` tiles).
+    fn call_values(&self) -> usize {
+        let c = self.config;
+        self.plan_batch * self.bands * c.tile_px * c.tile_px
+    }
+
     /// The model's output tensor as it comes (logits or probabilities), flattened NCHW.
     pub fn run_raw(&self, input: Vec<f32>) -> Result<Vec<f32>, EngineError> {
         let c = self.config;
-        let call_values = self.plan_batch * self.bands * c.tile_px * c.tile_px;
         if input.len() != c.batch * self.bands * c.tile_px * c.tile_px {
             return Err(EngineError::Run(format!(
                 "{} input values for a batch of {} tiles of {} bands × {}²",
@@ -590,7 +592,7 @@ impl Engine {
                 c.tile_px
             )));
         }
-        let calls: Vec<&[f32]> = input.chunks(call_values).collect();
+        let calls: Vec<&[f32]> = input.chunks(self.call_values()).collect();
         if self.workers == 1 {
             return self.run_calls(&calls);
         }
@@ -617,12 +619,11 @@ impl Engine {
         let mut out = Vec::new();
         match &self.backend {
             Backend::Tract(plan) => {
-                let run_err = |e: TractError| EngineError::Run(format!("{e:#}"));
-                let mut state = plan.spawn().map_err(run_err)?;
+                let mut state = plan.spawn().map_err(run_error)?;
                 for call in calls {
-                    let outputs = state.run(tvec!(self.tensor(call)?)).map_err(run_err)?;
-                    let values = outputs[0].cast_to::<f32>().map_err(run_err)?;
-                    let view = values.to_plain_array_view::<f32>().map_err(run_err)?;
+                    let outputs = state.run(tvec!(self.tensor(call)?)).map_err(run_error)?;
+                    let values = outputs[0].cast_to::<f32>().map_err(run_error)?;
+                    let view = values.to_plain_array_view::<f32>().map_err(run_error)?;
                     out.extend(view.iter().copied());
                 }
             }
@@ -657,10 +658,7 @@ impl Engine {
             .map_err(|e| EngineError::Run(e.to_string()))?;
         let mut tensor = Tensor::from(array);
         if c.precision == Precision::F16 {
-            tensor = tensor
-                .cast_to::<f16>()
-                .map_err(|e| EngineError::Run(format!("{e:#}")))?
-                .into_owned();
+            tensor = tensor.cast_to::<f16>().map_err(run_error)?.into_owned();
         }
         Ok(tensor.into())
     }
@@ -668,12 +666,10 @@ impl Engine {
     /// Runs one plan call on the first `plan_batch` tiles of `input`, timing every node
     /// (`floodrt bench profile`); same threads as a real run of one call.
     pub fn profile(&self, input: &[f32]) -> Result<Vec<NodeTime>, EngineError> {
-        let c = self.config;
-        let call_values = self.plan_batch * self.bands * c.tile_px * c.tile_px;
+        let call_values = self.call_values();
         let values = input.get(..call_values).ok_or_else(|| {
             EngineError::Run(format!("profiling needs {call_values} input values"))
         })?;
-        let run_err = |e: TractError| EngineError::Run(format!("{e:#}"));
         #[allow(irrefutable_let_patterns)] // refutable with the onnxruntime feature
         let Backend::Tract(plan) = &self.backend
         else {
@@ -681,7 +677,7 @@ impl Engine {
                 "profiling times tract's plan; run it with --engine tract".into(),
             ));
         };
-        let mut state = plan.spawn().map_err(run_err)?;
+        let mut state = plan.spawn().map_err(run_error)?;
         let mut times = Vec::new();
         state
             .run_plan_with_eval(
@@ -697,7 +693,7 @@ impl Engine {
                     out
                 },
             )
-            .map_err(run_err)?;
+            .map_err(run_error)?;
         Ok(times)
     }
 
@@ -724,6 +720,19 @@ impl Engine {
     }
 }
 
+/// A failure of tract while it prepares the model at `path`, with its causes.
+fn prepare_error(path: &str) -> impl Fn(TractError) -> EngineError + '_ {
+    move |e| EngineError::Prepare {
+        path: path.to_string(),
+        reason: format!("{e:#}"),
+    }
+}
+
+/// A failure of tract while a plan runs, with its causes.
+fn run_error(e: TractError) -> EngineError {
+    EngineError::Run(format!("{e:#}"))
+}
+
 /// The model typed and optimised for a `batch × bands × tile × tile` input.
 fn optimized(
     model: &ModelFile,
@@ -732,29 +741,26 @@ fn optimized(
     batch: usize,
     config: EngineConfig,
 ) -> Result<TypedModel, EngineError> {
-    let prepare = |e: TractError| EngineError::Prepare {
-        path: model.source.clone(),
-        reason: format!("{e:#}"),
-    };
+    let prepare = prepare_error(&model.source);
     let shape = [batch, manifest.band_count(), config.tile_px, config.tile_px];
     // Inputs other than the image (none in the models we ship) keep their declared facts.
     let inference = tract_onnx::onnx()
         .model_for_proto_model(&model.proto)
         .and_then(|m| m.with_input_fact(input_ix, f32::fact(shape).into()))
-        .map_err(prepare)?;
+        .map_err(&prepare)?;
     let mut typed = inference
         .into_typed()
         .and_then(|m| m.into_decluttered())
-        .map_err(prepare)?;
+        .map_err(&prepare)?;
     if config.precision == Precision::F16 {
         // Resampling ops lose too much in f16 (tract's own advice); they stay f32.
         let translator =
             FloatPrecisionTranslator::with_filter(f32::datum_type(), f16::datum_type(), |node| {
                 !node.op.name().contains("Resize")
             });
-        typed = translator.transform_into(typed).map_err(prepare)?;
+        typed = translator.transform_into(typed).map_err(&prepare)?;
     }
-    let typed = typed.into_optimized().map_err(prepare)?;
+    let typed = typed.into_optimized().map_err(&prepare)?;
     // tract's output_fact indexes without checking; a graph can have lost every output.
     if typed.output_outlets().map_or(true, |o| o.is_empty()) {
         return Err(EngineError::Prepare {

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flood_models::adapter::{self, Adapter, Header};
@@ -201,9 +201,19 @@ impl Device {
     /// Drops a transfer: installed, or refused for good.
     fn forget(&self, file: &Digest) {
         self.store.discard_staged(file);
-        if let Ok(mut offers) = self.offers.lock() {
-            offers.remove(file);
-        }
+        self.offers().remove(file);
+    }
+
+    /// The transfers in progress. A thread that panicked holding them left no half-made
+    /// change (each update is one assignment), so a poisoned lock is used as it is.
+    fn offers(&self) -> MutexGuard<'_, HashMap<Digest, Offer>> {
+        self.offers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change` to the transfer of `file` and returns what it returns; None when
+    /// there is no such transfer (never offered, or dropped to make room).
+    fn update_offer<R>(&self, file: &Digest, change: impl FnOnce(&mut Offer) -> R) -> Option<R> {
+        self.offers().get_mut(file).map(change)
     }
 
     /// An adapter is announced: check what its header can tell, then say where to start.
@@ -243,7 +253,7 @@ impl Device {
                 total_len - offset
             ));
         }
-        let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut offers = self.offers();
         if !offers.contains_key(&sha256) && offers.len() >= MAX_TRANSFERS {
             self.drop_oldest(&mut offers, &sha256);
         }
@@ -279,7 +289,7 @@ impl Device {
     /// Drops other transfers, least recently touched first, until what they have staged is
     /// within [`STAGING_SLACK_BYTES`].
     fn bound_staging(&self, receiving: &Digest) {
-        let mut offers = self.offers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut offers = self.offers();
         loop {
             let others: u64 = offers
                 .iter()
@@ -294,10 +304,9 @@ impl Device {
 
     /// Bytes of an offered file.
     pub fn chunk(&self, file: Digest, offset: u64, data: &[u8], checksum: Digest) -> Response {
-        let total_len = self.offers.lock().ok().and_then(|mut offers| {
-            let offer = offers.get_mut(&file)?;
+        let total_len = self.update_offer(&file, |offer| {
             offer.touched = Instant::now();
-            Some(offer.total_len)
+            offer.total_len
         });
         let Some(total_len) = total_len else {
             return no_transfer(&file);
@@ -319,15 +328,7 @@ impl Device {
         self.bound_staging(&file);
         match self.store.append_staged(&file, offset, data) {
             Ok(offset) => {
-                if let Some(offer) = self
-                    .offers
-                    .lock()
-                    .ok()
-                    .as_mut()
-                    .and_then(|o| o.get_mut(&file))
-                {
-                    offer.held = offset;
-                }
+                self.update_offer(&file, |offer| offer.held = offset);
                 Response::Continue { offset }
             }
             Err(e @ super::store::StoreError::WrongOffset { .. }) => refused(e),
@@ -345,25 +346,18 @@ impl Device {
     /// Verifies, health-checks, stores and switches to a fully received adapter.
     pub fn commit(&self, file: Digest) -> Response {
         let _one_at_a_time = self.installing.lock();
-        let total_len = self.offers.lock().ok().and_then(|mut offers| {
-            let offer = offers.get_mut(&file)?;
+        let total_len = self.update_offer(&file, |offer| {
             offer.installing = true;
-            Some(offer.total_len)
+            offer.total_len
         });
         let Some(total_len) = total_len else {
             return no_transfer(&file);
         };
         let outcome = self.install(file, total_len);
-        if let Some(offer) = self
-            .offers
-            .lock()
-            .ok()
-            .as_mut()
-            .and_then(|o| o.get_mut(&file))
-        {
+        self.update_offer(&file, |offer| {
             offer.installing = false;
             offer.touched = Instant::now();
-        }
+        });
         match outcome {
             Ok(version) => Response::Installed { version },
             Err(reason) => refused(reason),

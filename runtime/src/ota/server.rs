@@ -26,21 +26,6 @@ use tokio::time::timeout;
 
 use super::Device;
 
-/// glibc gives each thread that allocates its own malloc arena, and memory freed in one is
-/// not reused by another: a device that loads its model on one thread and runs jobs, requests
-/// and tract's workers on others peaked at 298 MiB where one arena needs 168 MiB (2048²
-/// scene, 16 page clients; `bench/page_load.py`). Two arenas keep most of that saving
-/// without making every thread queue on one lock. musl (the static board builds) has no
-/// arenas. Called once, before the server starts.
-pub fn few_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called before the server
-    // starts its threads, and glibc documents it as safe to call at any time.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     pub max_connections: usize,

@@ -164,7 +164,7 @@ impl Store {
             .flatten()
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
             .collect();
-        staged.sort_by(|a, b| b.0.cmp(&a.0));
+        staged.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
         for (_, path) in staged.into_iter().skip(keep) {
             if let Err(e) = fs::remove_file(&path) {
                 log::warn!("{}: cannot remove: {e}", path.display());
