@@ -100,9 +100,8 @@ def torch_step_times(args):
     }
     target = (torch.rand(b, 1, s, s) < 0.3).float()
     grid = s // 8
-    times = []
-    for i in range(args.warmup + args.steps):
-        start = time.perf_counter()
+    def step():
+        laps = [time.perf_counter()]
         tokens = encoder(cube)[0][:, 1:, :]
         features = tokens.transpose(1, 2).reshape(b, -1, grid, grid)
         logits = head(features)
@@ -110,19 +109,41 @@ def torch_step_times(args):
         bce = F.binary_cross_entropy_with_logits(logits, target)
         dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
         loss = bce + dice
+        laps.append(time.perf_counter())
         optim.zero_grad()
         loss.backward()
+        laps.append(time.perf_counter())
         optim.step()
+        laps.append(time.perf_counter())
+        return [(b - a) * 1e3 for a, b in zip(laps, laps[1:])]
+
+    phases = []
+    for i in range(args.warmup + args.steps):
+        laps = step()
         if i >= args.warmup:
-            times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    return {
+            phases.append(laps)
+    times = sorted(sum(laps) for laps in phases)
+    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    report = {
         "implementation": f"claymodel 1.5.0 on torch {torch.__version__} ({args.threads} threads)",
         "trainable_params": sum(q.numel() for q in params),
         "step_ms_median": times[len(times) // 2],
         "step_ms_min": times[0],
+        "phase_ms_median": {
+            name: median([laps[k] for laps in phases])
+            for k, name in enumerate(["forward_and_loss", "backward", "optimizer"])
+        },
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    if args.torch_profile:
+        # One more step under torch's profiler: where torch's own time goes, op by op.
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.torch_profile),
+              file=sys.stderr)
+    return report
 
 
 def floodtrain_step_times(args):
@@ -147,6 +168,8 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--torch-profile", type=int, default=0, metavar="ROWS",
+                    help="also print torch's profiler table of one step (top ROWS ops) to stderr")
     args = ap.parse_args()
 
     ours = floodtrain_step_times(args)

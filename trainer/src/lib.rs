@@ -7,6 +7,7 @@
 //! Everything runs on burn's pure-Rust CPU backend by default; `--features cuda` adds CUDA.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod allocator;
 pub mod cli;
 pub mod data;
 pub mod export;

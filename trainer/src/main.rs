@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    floodtrain::allocator::keep_freed_memory();
     floodtrain::cli::main()
 }

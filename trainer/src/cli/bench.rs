@@ -74,18 +74,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     let valid = Tensor::<4>::ones([args.batch, 1, args.size, args.size], &device);
     let mut times = Vec::new();
+    let mut phases = PhaseTimes::default();
     for i in 0..args.warmup + args.steps {
-        let started = Instant::now();
+        let mut clock = PhaseClock::start(&device);
         let logits = model.forward(pixels.clone());
         let value = loss(LossKind::BceDice, logits, target.clone(), valid.clone());
+        let forward = clock.lap()?;
         let grads = GradientsParams::from_grads(value.backward(), &model);
+        let backward = clock.lap()?;
         model = optimizer.step(1e-3, model, grads);
-        // Reading a value waits for the step to finish on asynchronous backends.
-        device
-            .sync()
-            .map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
+        let optimizer_ms = clock.lap()?;
         if i >= args.warmup {
-            times.push(started.elapsed().as_secs_f64() * 1e3);
+            times.push(forward + backward + optimizer_ms);
+            phases.forward.push(forward);
+            phases.backward.push(backward);
+            phases.optimizer.push(optimizer_ms);
         }
     }
     times.sort_by(f64::total_cmp);
@@ -96,7 +99,51 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "step_ms_median": times[times.len() / 2],
         "step_ms_min": times[0],
         "steps": times.len(),
+        "phase_ms_median": {
+            "forward_and_loss": median(&mut phases.forward),
+            "backward": median(&mut phases.backward),
+            "optimizer": median(&mut phases.optimizer),
+        },
     });
     outln!("{}", serde_json::to_string_pretty(&report)?)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Per-phase times of the timed steps, in milliseconds.
+#[derive(Default)]
+struct PhaseTimes {
+    forward: Vec<f64>,
+    backward: Vec<f64>,
+    optimizer: Vec<f64>,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Times consecutive phases of a step; each lap waits for the device first, so work queued by
+/// an asynchronous backend is charged to the phase that queued it.
+struct PhaseClock<'a> {
+    device: &'a burn::tensor::Device,
+    last: Instant,
+}
+
+impl<'a> PhaseClock<'a> {
+    fn start(device: &'a burn::tensor::Device) -> Self {
+        Self {
+            device,
+            last: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self) -> anyhow::Result<f64> {
+        self.device
+            .sync()
+            .map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
+        let now = Instant::now();
+        let ms = (now - self.last).as_secs_f64() * 1e3;
+        self.last = now;
+        Ok(ms)
+    }
 }
