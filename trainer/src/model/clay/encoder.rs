@@ -4,7 +4,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
+use burn::tensor::module::{attention, linear as linear_op};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
@@ -197,8 +197,7 @@ impl Block {
 
 impl FeedForward {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2
-            .forward(gelu(self.fc1.forward(self.norm.forward(x))))
+        adapted(&self.fc2, gelu(adapted(&self.fc1, self.norm.forward(x))))
     }
 }
 
@@ -210,7 +209,7 @@ impl Attention {
         let x = self.norm.forward(x);
         let (q, k, v) = match (&self.to_qkv, &self.to_q, &self.to_k, &self.to_v) {
             (Some(qkv), ..) => {
-                let qkv = qkv.forward(x);
+                let qkv = adapted(qkv, x);
                 let mut parts = qkv.chunk(3, 2).into_iter();
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some(q), Some(k), Some(v)) => (q, k, v),
@@ -218,7 +217,7 @@ impl Attention {
                 }
             }
             (None, Some(q), Some(k), Some(v)) => {
-                (q.forward(x.clone()), k.forward(x.clone()), v.forward(x))
+                (adapted(q, x.clone()), adapted(k, x.clone()), adapted(v, x))
             }
             _ => unreachable!("an Attention is built with either to_qkv or to_q/to_k/to_v"),
         };
@@ -229,8 +228,33 @@ impl Attention {
         let out = scaled_dot_product(heads(q), heads(k), heads(v))
             .swap_dims(1, 2)
             .reshape([batch, tokens, inner]);
-        self.to_out.forward(out)
+        adapted(&self.to_out, out)
     }
+}
+
+/// A linear layer whose weight may carry a LoRA adapter: `x·W + b + s·(x·A)·B`.
+///
+/// burn's adapter materialises `W + s·A·B` as the weight, so autodiff computed a full
+/// `d_in × d_out` gradient of that merged matrix (as costly as training the weight itself)
+/// and only then reduced it to A and B. Kept apart, the frozen `W` only passes the gradient
+/// on to `x`, and A and B get theirs through rank-r products. Same value, up to rounding.
+///
+/// # Shapes
+/// - `x`: `[B, N, d_in]` → `[B, N, d_out]`
+pub fn adapted(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let Some(lora) = layer.weight.adapter() else {
+        return layer.forward(x);
+    };
+    let bias = layer.bias.as_ref().map(Param::val);
+    let base = linear_op(x.clone(), layer.weight.base(), bias);
+    // As one [B·N, d_in] matrix: a batch of skinny rank-r products was slower than one.
+    let [batch, tokens, d_in] = x.dims();
+    let low_rank = x
+        .reshape([batch * tokens, d_in])
+        .matmul(lora.a.val().mul_scalar(lora.scale))
+        .matmul(lora.b.val());
+    let [_, d_out] = low_rank.dims();
+    base + low_rank.reshape([batch, tokens, d_out])
 }
 
 /// softmax(q·kᵀ/√d)·v over all tokens with burn's attention op: a tiled (flash) kernel on the
