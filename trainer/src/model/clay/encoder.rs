@@ -4,10 +4,10 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
-use burn::tensor::module::{attention, linear as linear_op};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::module::linear as linear_op;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
+use super::attention::scaled_dot_product;
 use super::{ClayEncoderConfig, DynamicEmbedding, PATCH_PX};
 
 /// Number of metadata values appended to every token's position encoding: sin/cos week,
@@ -255,15 +255,6 @@ pub fn adapted(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
         .matmul(lora.b.val());
     let [_, d_out] = low_rank.dims();
     base + low_rank.reshape([batch, tokens, d_out])
-}
-
-/// softmax(q·kᵀ/√d)·v over all tokens with burn's attention op: a tiled (flash) kernel on the
-/// CPU for inference; under autodiff burn composes it from differentiable ops.
-///
-/// # Shapes
-/// - `q`, `k`, `v`: `[B, heads, N, d]` → `[B, heads, N, d]`
-pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    attention(q, k, v, None, None, AttentionModuleOptions::default())
 }
 
 /// The `width / 4` angular frequencies of the sin-cos encoding, scaled by the ground sample

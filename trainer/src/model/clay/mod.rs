@@ -8,6 +8,7 @@
 //!             from the wavelengths)
 //! ```
 
+pub mod attention;
 pub mod encoder;
 mod patch_embed;
 

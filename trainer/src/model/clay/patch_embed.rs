@@ -9,7 +9,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
-use super::encoder::scaled_dot_product;
+use super::attention::scaled_dot_product;
 use super::PATCH_PX;
 
 /// Width of the wavelength embedding and of the hypernetwork's tokens.
