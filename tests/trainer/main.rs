@@ -4,6 +4,7 @@
 #[macro_use]
 mod util;
 
+mod devices;
 mod disk_full;
 mod errors;
 mod export;

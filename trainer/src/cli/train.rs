@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::device::DeviceArg;
+use super::device::DevicesArg;
 use crate::model::clay::Preset;
 use crate::model::{Arm, LoraTarget};
 use crate::train::config::{DataSection, ModelSection, OptimSection, TrainConfig};
@@ -71,7 +71,7 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     #[command(flatten)]
-    device: DeviceArg,
+    devices: DevicesArg,
 }
 
 fn config_from_args(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
@@ -164,7 +164,10 @@ fn config_from_args(args: &TrainArgs) -> anyhow::Result<TrainConfig> {
 
 pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = config_from_args(&args)?;
-    let device = args.device.device()?;
+    let devices = args.devices.autodiff_devices()?;
+    let Some(eval_device) = devices.first().map(|d| d.clone().without_autodiff()) else {
+        anyhow::bail!("--devices: name at least one device");
+    };
     let d = &config.data;
     if !quiet && d.synthetic.is_some() {
         eprintln!("drawing the synthetic scenes…");
@@ -187,7 +190,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     {
         eprintln!("floodtrain: warning: {} is in both the training and the validation chips; its scores are not a fair estimate", shared.name);
     }
-    let mut trainer = Trainer::new(config.clone(), args.resume, &device.clone().autodiff())?;
+    let mut trainer = Trainer::new(config.clone(), args.resume, &devices)?;
     let counts = trainer.model.param_counts();
     if !quiet {
         eprintln!(
@@ -222,7 +225,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             d.crop_px,
             config.optim.batch,
             config.model.loss,
-            &device,
+            &eval_device,
             |_, _| {},
         );
         let json = evaluation.to_json();

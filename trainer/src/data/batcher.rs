@@ -12,6 +12,8 @@ pub struct Batch {
     pub pixels: Tensor<4>,
     pub target: Tensor<4>,
     pub valid: Tensor<4>,
+    /// How many pixels of `valid` are 1, counted on the host.
+    pub valid_pixels: usize,
 }
 
 pub fn batch(samples: &[Sample], device: &Device) -> Batch {
@@ -30,7 +32,9 @@ pub fn batch(samples: &[Sample], device: &Device) -> Batch {
             target.push(if ok && s.label[i] == 1 { 1.0f32 } else { 0.0 });
         }
     }
+    let valid_pixels = valid.iter().filter(|&&v| v > 0.0).count();
     Batch {
+        valid_pixels,
         pixels: Tensor::from_data(TensorData::new(pixels, [b, bands, side, side]), device),
         target: Tensor::from_data(TensorData::new(target, [b, 1, side, side]), device),
         valid: Tensor::from_data(TensorData::new(valid, [b, 1, side, side]), device),

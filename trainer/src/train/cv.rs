@@ -104,7 +104,7 @@ pub fn run_fold(
         !train.is_empty(),
         "fold {event}: no chips of other events to train on"
     );
-    let mut trainer = Trainer::new(config.clone(), true, &device.clone().autodiff())?;
+    let mut trainer = Trainer::new(config.clone(), true, &[device.clone().autodiff()])?;
     trainer.fit(&train, on_step)?;
     let evaluation = evaluate(
         &trainer.inference_model(),

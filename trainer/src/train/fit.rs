@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{
+    AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams,
+};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -148,13 +150,24 @@ pub struct Trainer {
     pub model: FloodModel,
     optimizer: ModuleOptimizer,
     pub state: RunState,
-    device: Device,
+    /// Where the replicas train; the model and optimizer state live on the first.
+    devices: Vec<Device>,
 }
 
 impl Trainer {
-    /// Prepares a run; with `resume`, continues from the run folder's last checkpoint.
-    pub fn new(config: TrainConfig, resume: bool, device: &Device) -> anyhow::Result<Self> {
+    /// Prepares a run on one or more devices (autodiff ones: `Device::autodiff`); with
+    /// `resume`, continues from the run folder's last checkpoint.
+    pub fn new(config: TrainConfig, resume: bool, devices: &[Device]) -> anyhow::Result<Self> {
         config.validate()?;
+        let Some(device) = devices.first() else {
+            anyhow::bail!("no device to train on");
+        };
+        anyhow::ensure!(
+            config.optim.batch >= devices.len(),
+            "optim.batch is {} but there are {} devices: each device needs at least one sample per micro-batch; raise the batch or use fewer devices",
+            config.optim.batch,
+            devices.len()
+        );
         // Weight init draws from burn's generator: seed it so a run repeats exactly.
         device.seed(config.seed);
         let (model_config, mut model) = build_model(&config, device)?;
@@ -181,7 +194,7 @@ impl Trainer {
             model,
             optimizer,
             state,
-            device: device.clone(),
+            devices: devices.to_vec(),
         })
     }
 
@@ -217,30 +230,59 @@ impl Trainer {
                 side,
                 self.config.data.augment,
             );
-            let mut accumulator = GradientsAccumulator::<FloodModel>::new();
-            let mut step_loss = 0.0;
+            // Data parallel: one replica per device, each on its share of every micro-batch.
+            let replicas: Vec<FloodModel> = self
+                .devices
+                .iter()
+                .map(|device| self.model.clone().fork(device))
+                .collect();
+            let mut accumulators: Vec<_> = replicas
+                .iter()
+                .map(|_| GradientsAccumulator::<FloodModel>::new())
+                .collect();
+            let mut losses = Vec::new();
             for _ in 0..o.accumulate {
                 let samples: Vec<_> = augmenter
                     .pick(chips.len(), o.batch)
                     .into_iter()
                     .map(|i| cut(&chips[i], augmenter.view(&chips[i]), side))
                     .collect();
-                let b = batch(&samples, &self.device);
-                let logits = self.model.forward(b.pixels);
-                window.add(&batch_confusion(
-                    water_probability(kind, logits.clone().detach()),
-                    &b.target,
-                    &b.valid,
-                ));
-                let value = loss(kind, logits, b.target, b.valid).div_scalar(o.accumulate as f64);
-                step_loss += value.clone().into_scalar::<f32>() as f64;
-                let grads = GradientsParams::from_grads(value.backward(), &self.model);
-                accumulator.accumulate(&self.model, grads);
+                let batches: Vec<_> = shards(&samples, self.devices.len())
+                    .zip(&self.devices)
+                    .map(|(shard, device)| batch(shard, device))
+                    .collect();
+                let valid_pixels: usize = batches.iter().map(|b| b.valid_pixels).sum();
+                for ((b, replica), accumulator) in batches.into_iter().zip(&replicas).zip(&mut accumulators) {
+                    // The loss is a mean over the micro-batch's valid pixels: weighing each
+                    // shard's mean by its share of them makes the sum that same mean (Dice,
+                    // a ratio over the whole micro-batch, becomes the shares' weighted sum).
+                    let share = b.valid_pixels as f64 / valid_pixels.max(1) as f64;
+                    let logits = replica.forward(b.pixels);
+                    window.add(&batch_confusion(
+                        water_probability(kind, logits.clone().detach()),
+                        &b.target,
+                        &b.valid,
+                    ));
+                    let value = loss(kind, logits, b.target, b.valid)
+                        .mul_scalar(share)
+                        .div_scalar(o.accumulate as f64);
+                    losses.push(value.clone().detach());
+                    let grads = GradientsParams::from_grads(value.backward(), replica);
+                    accumulator.accumulate(replica, grads);
+                }
+            }
+            // Read the losses only now, so that asynchronous devices are not waited on one by one.
+            let step_loss: f64 = losses
+                .into_iter()
+                .map(|value| value.into_scalar::<f32>() as f64)
+                .sum();
+            let mut grads = MultiGradientsParams::default();
+            for (mut accumulator, device) in accumulators.into_iter().zip(&self.devices) {
+                grads.grads.push((accumulator.grads(), device.clone()));
             }
             let lr = learning_rate(step, o.steps, o.lr, o.warmup_steps, o.min_lr);
-            self.model = self
-                .optimizer
-                .step(lr, self.model.clone(), accumulator.grads());
+            // burn sums each parameter's gradients across devices onto one of them.
+            self.model = self.optimizer.step_multi(lr, self.model.clone(), grads);
             self.state = RunState {
                 step: step + 1,
                 last_loss: step_loss,
@@ -327,4 +369,15 @@ pub fn write_json<T: Serialize>(path: &PathBuf, value: &T) -> anyhow::Result<()>
     file.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
     file.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// `items` cut into `parts` contiguous runs whose lengths differ by at most one.
+fn shards<T>(items: &[T], parts: usize) -> impl Iterator<Item = &[T]> {
+    let (base, extra) = (items.len() / parts, items.len() % parts);
+    (0..parts).scan(0, move |start, i| {
+        let len = base + usize::from(i < extra);
+        let run = &items[*start..*start + len];
+        *start += len;
+        Some(run)
+    })
 }
