@@ -24,6 +24,8 @@ import time
 PRESETS = {  # REFERENCE.md §2
     "tiny": dict(dim=192, depth=6, heads=4, dim_head=48, mlp_ratio=2),
     "small": dict(dim=384, depth=6, heads=6, dim_head=64, mlp_ratio=2),
+    "base": dict(dim=768, depth=12, heads=12, dim_head=64, mlp_ratio=4),
+    "large": dict(dim=1024, depth=24, heads=16, dim_head=64, mlp_ratio=4),
 }
 
 
