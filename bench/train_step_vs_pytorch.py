@@ -151,8 +151,8 @@ def torch_step_times(args):
 def floodtrain_step_times(args):
     cmd = [args.floodtrain, "bench", "--preset", args.preset, "--mode", args.mode,
            "--lora-rank", str(args.lora_rank), "--batch", str(args.batch), "--size", str(args.size),
-           "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     report = json.loads(out.stdout)
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -170,6 +170,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--device", default="cpu",
+                    help="floodtrain's device: cpu (flex), or libtorch for a build with "
+                         "--features libtorch (then LD_LIBRARY_PATH must reach PyTorch 2.9.0's torch/lib)")
     ap.add_argument("--torch-profile", type=int, default=0, metavar="ROWS",
                     help="also print torch's profiler table of one step (top ROWS ops) to stderr")
     args = ap.parse_args()

@@ -58,6 +58,9 @@ fn parse_device(name: &str) -> anyhow::Result<Device> {
         "cuda" => Ok(Device::cuda(index)),
         #[cfg(not(feature = "cuda"))]
         "cuda" => anyhow::bail!("this floodtrain was built without CUDA; rebuild with `cargo build --release -p floodtrain --features cuda`"),
+        #[cfg(feature = "libtorch")]
+        #[allow(deprecated)] // burn's LibTorch backend: an opt-in comparison only
+        "libtorch" => Ok(Device::libtorch()),
         other => anyhow::bail!("unknown --device `{other}` (use cpu, cuda or cuda:N)"),
     }
 }

@@ -14,7 +14,11 @@
 //! dQ = s·dS·K                   dK = s·dSᵀ·Q
 //! ```
 //!
-//! Other backends (CUDA builds) keep burn's own attention op.
+//! On LibTorch (`--features libtorch`) the forward pass is torch's fused kernel and the backward
+//! the same closed form. Other backends (CUDA builds) keep burn's own attention op.
+
+// burn marks its LibTorch backend deprecated; it stays an opt-in comparison (bench/README.md).
+#![cfg_attr(feature = "libtorch", allow(deprecated))]
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -32,7 +36,7 @@ use burn::tensor::{Device, Tensor};
 /// # Shapes
 /// - `q`, `k`, `v`: `[B, heads, N, d]` → `[B, heads, N, d]`
 pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    if runs_on_flex(&q.device()) {
+    if has_own_backward(&q.device()) {
         Tensor::from_dispatch(Dispatch::fused_attention(
             q.into_dispatch(),
             k.into_dispatch(),
@@ -48,11 +52,16 @@ pub fn composed(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     attention(q, k, v, None, None, AttentionModuleOptions::default())
 }
 
-fn runs_on_flex(device: &Device) -> bool {
-    device.clone().without_autodiff() == Device::flex()
+fn has_own_backward(device: &Device) -> bool {
+    let inner = device.clone().without_autodiff();
+    #[cfg(feature = "libtorch")]
+    if inner == Device::libtorch() {
+        return true;
+    }
+    inner == Device::flex()
 }
 
-#[backend_extension(Flex, Autodiff)]
+#[backend_extension(Flex, LibTorch: cfg(feature = "libtorch"), Autodiff)]
 pub trait FusedAttention: Backend {
     /// Attention with the default scale and no mask.
     fn fused_attention(
@@ -69,6 +78,17 @@ impl FusedAttention for Flex {
         v: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         Flex::attention(q, k, v, None, None, AttentionModuleOptions::default())
+    }
+}
+
+#[cfg(feature = "libtorch")]
+impl FusedAttention for burn::backend::LibTorch {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::attention(q, k, v, None, None, AttentionModuleOptions::default())
     }
 }
 
@@ -151,8 +171,7 @@ mod tests {
 
     /// Output and q/k/v gradients of both implementations for one random problem, under a
     /// loss that weighs every output element differently (so no gradient term cancels).
-    fn compare(shape: [usize; 4]) -> (f32, f32) {
-        let device = Device::flex().autodiff();
+    fn compare(shape: [usize; 4], device: Device) -> (f32, f32) {
         let input = || Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let (q, k, v, weights) = (input(), input(), input(), input());
         let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>| {
@@ -188,10 +207,17 @@ mod tests {
     fn gradients_match_burns_composed_attention() {
         // 600 tokens: flex's tiled kernel (above 256K scores); 40 tokens: its direct one.
         for shape in [[2, 3, 600, 16], [1, 2, 40, 8]] {
-            let (out, grads) = compare(shape);
+            let (out, grads) = compare(shape, Device::flex().autodiff());
             assert!(out < 1e-5, "{shape:?}: outputs differ by {out}");
             assert!(grads < 1e-4, "{shape:?}: gradients differ by {grads}");
         }
+    }
+
+    #[cfg(feature = "libtorch")]
+    #[test]
+    fn gradients_match_burns_composed_attention_on_libtorch() {
+        let (out, grads) = compare([2, 3, 600, 16], Device::libtorch().autodiff());
+        assert!(out < 1e-5 && grads < 1e-4, "outputs {out}, gradients {grads}");
     }
 
     #[test]
