@@ -27,7 +27,11 @@ fn losses(dir: &Path) -> Vec<f64> {
     std::fs::read_to_string(dir.join("train.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -66,7 +70,15 @@ fn a_batch_smaller_than_the_devices_is_refused_with_the_fix() {
     let out = dir.path().join("run");
     let err = run_code(
         floodtrain()
-            .args(["-q", "train", "--batch", "1", "--devices", "cpu,cpu", "--config"])
+            .args([
+                "-q",
+                "train",
+                "--batch",
+                "1",
+                "--devices",
+                "cpu,cpu",
+                "--config",
+            ])
             .arg(config(dir.path(), &out, "cross-entropy")),
         2,
     );

@@ -252,7 +252,9 @@ impl Trainer {
                     .map(|(shard, device)| batch(shard, device))
                     .collect();
                 let valid_pixels: usize = batches.iter().map(|b| b.valid_pixels).sum();
-                for ((b, replica), accumulator) in batches.into_iter().zip(&replicas).zip(&mut accumulators) {
+                for ((b, replica), accumulator) in
+                    batches.into_iter().zip(&replicas).zip(&mut accumulators)
+                {
                     // The loss is a mean over the micro-batch's valid pixels: weighing each
                     // shard's mean by its share of them makes the sum that same mean (Dice,
                     // a ratio over the whole micro-batch, becomes the shares' weighted sum).
