@@ -23,18 +23,6 @@ fn config(dir: &Path, out: &Path, loss: &str) -> std::path::PathBuf {
     path
 }
 
-fn losses(dir: &Path) -> Vec<f64> {
-    std::fs::read_to_string(dir.join("train.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                .as_f64()
-                .unwrap()
-        })
-        .collect()
-}
-
 fn train(dir: &Path, name: &str, loss: &str, devices: &str) -> Vec<f64> {
     let out = dir.join(name);
     run_ok(
@@ -42,7 +30,7 @@ fn train(dir: &Path, name: &str, loss: &str, devices: &str) -> Vec<f64> {
             .args(["-q", "train", "--devices", devices, "--config"])
             .arg(config(dir, &out, loss)),
     );
-    losses(&out)
+    logged_losses(&out)
 }
 
 #[test]

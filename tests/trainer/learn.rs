@@ -74,19 +74,8 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     run_ok(smoke(&shared, &straight).args(["--steps", "6"]));
     run_ok(smoke(&shared, &resumed).args(["--steps", "3"]));
     run_ok(smoke(&shared, &resumed).args(["--steps", "6", "--resume"]));
-    let losses = |dir: &Path| -> Vec<f64> {
-        std::fs::read_to_string(dir.join("train.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
-    };
-    assert_eq!(losses(&straight).len(), 6);
-    assert_eq!(losses(&straight), losses(&resumed));
+    assert_eq!(logged_losses(&straight).len(), 6);
+    assert_eq!(logged_losses(&straight), logged_losses(&resumed));
     // The files hold random parameter ids; the values must agree bit for bit.
     let weights = |dir: &Path| param_values(&load_run(dir, &Device::flex()).unwrap().1);
     let (a, b) = (weights(&straight), weights(&resumed));

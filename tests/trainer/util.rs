@@ -57,6 +57,19 @@ pub fn run_code(cmd: &mut Command, code: i32) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The loss of every step a run logged, in order (`train.jsonl`).
+pub fn logged_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -23,16 +23,17 @@ pub fn batch(samples: &[Sample], device: &Device) -> Batch {
     let mut pixels = Vec::with_capacity(b * bands * pixels_per);
     let mut target = Vec::with_capacity(b * pixels_per);
     let mut valid = Vec::with_capacity(b * pixels_per);
+    let mut valid_pixels = 0;
     for s in samples {
         pixels.extend(s.image.iter().map(|&v| if v.is_finite() { v } else { 0.0 }));
         for i in 0..pixels_per {
             let ok = s.label[i] >= 0
                 && (0..bands).all(|band| s.image[band * pixels_per + i].is_finite());
             valid.push(if ok { 1.0f32 } else { 0.0 });
+            valid_pixels += usize::from(ok);
             target.push(if ok && s.label[i] == 1 { 1.0f32 } else { 0.0 });
         }
     }
-    let valid_pixels = valid.iter().filter(|&&v| v > 0.0).count();
     Batch {
         valid_pixels,
         pixels: Tensor::from_data(TensorData::new(pixels, [b, bands, side, side]), device),
