@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Rust standard library for armv7-unknown-linux-musleabihf into the toolchain's
-# sysroot, for machines where `rustup target add armv7-unknown-linux-musleabihf` cannot
-# download it (this one gets a 404 from rustup's mirror for that one component).
+# Installs the Rust standard library for a 32-bit ARM musl target into the toolchain's sysroot,
+# for machines where `rustup target add` cannot download it (this one gets a 404 from rustup's
+# mirror for armv7-unknown-linux-musleabihf, and thumbv7neon-unknown-linux-musleabihf, the
+# Thumb-2 build of the same boards, is a tier-3 target that rustup never ships).
+#   targets/armv7-musl-std.sh [armv7-unknown-linux-musleabihf | thumbv7neon-unknown-linux-musleabihf]
 #
 # It does what rustup's rust-std component would: std is compiled from the rust-src component by
 # the installed rustc itself (so the two always match), and the linker's start files, libc and
@@ -9,12 +11,19 @@
 # binary: musl 1.2 from Debian's musl-dev:armhf, crtbegin/crtend and the ARM EHABI unwinder
 # (libgcc_eh, as libunwind.a) from Debian's gcc-arm-linux-gnueabihf.
 #
-# Afterwards `cargo build --target armv7-unknown-linux-musleabihf` works like for any other
-# installed target. Idempotent: exits at once when the target's std is already there.
+# Afterwards `cargo build --target <that target>` works like for any other installed target.
+# Idempotent: exits at once when the target's std is already there.
 # Needs: rustup component rust-src, gcc-arm-linux-gnueabihf, musl-dev:armhf (.ci/run installs them).
 set -euo pipefail
 
-target=armv7-unknown-linux-musleabihf
+target=${1:-armv7-unknown-linux-musleabihf}
+case $target in
+  armv7-unknown-linux-musleabihf | thumbv7neon-unknown-linux-musleabihf) ;;
+  *) echo "$target: not a 32-bit ARM musl target this script knows" >&2; exit 2 ;;
+esac
+# Cargo's and cc's per-target variable names: upper-case with underscores, lower-case with underscores.
+target_var=$(echo "$target" | tr 'a-z-' 'A-Z_')
+cc_var=$(echo "$target" | tr '-' '_')
 sysroot=$(rustc --print sysroot)
 lib="$sysroot/lib/rustlib/$target/lib"
 if compgen -G "$lib/libstd-*.rlib" >/dev/null; then
@@ -52,7 +61,7 @@ edition = "2021"
 [profile.release]
 debug = "line-tables-only"
 EOF
-echo 'fn main() { println!("std for armv7-unknown-linux-musleabihf works"); }' >"$work/probe/src/main.rs"
+echo "fn main() { println!(\"std for $target works\"); }" >"$work/probe/src/main.rs"
 # As in Rust's own build of std: panic_abort itself is compiled with panic=abort, everything
 # else with unwinding, so that binaries of either panic strategy link against the one std.
 cat >"$work/rustc-wrapper" <<'WRAPPER'
@@ -63,14 +72,14 @@ WRAPPER
 chmod +x "$work/rustc-wrapper"
 
 # Like the released std: bitcode embedded (for LTO builds), panic=unwind (tests need it; a
-# panic=abort binary links it too), position-independent code (PIE and non-PIE both link).
+# panic=abort binary links it too), position-independent code (PIE and non-PIE both link);
+# the probe links statically, which thumbv7neon's target (unlike armv7's) does not default to.
 (
   cd "$work/probe"
   RUSTC_BOOTSTRAP=1 RUSTC_WRAPPER="$work/rustc-wrapper" \
   CARGO_TARGET_DIR="$work/target" \
-  CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=arm-linux-gnueabihf-gcc \
-  CC_armv7_unknown_linux_musleabihf=arm-linux-gnueabihf-gcc \
-  RUSTFLAGS="-C embed-bitcode=yes" \
+  env "CARGO_TARGET_${target_var}_LINKER=arm-linux-gnueabihf-gcc" "CC_${cc_var}=arm-linux-gnueabihf-gcc" \
+  RUSTFLAGS="-C embed-bitcode=yes -C target-feature=+crt-static" \
     cargo build --release -q -Z build-std=std,test,proc_macro,panic_abort,panic_unwind --target "$target"
 ) || { rm -rf "$lib"; echo "$target: building std failed" >&2; exit 1; }
 
