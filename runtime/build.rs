@@ -31,8 +31,10 @@ SECTIONS {
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let var = |name: &str| env::var(name).unwrap_or_default();
-    let size_optimised = var("PROFILE") == "release" && matches!(var("OPT_LEVEL").as_str(), "s" | "z");
-    let static_musl = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "musl";
+    let size_optimised =
+        var("PROFILE") == "release" && matches!(var("OPT_LEVEL").as_str(), "s" | "z");
+    let static_musl =
+        var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "musl";
     if !(size_optimised && static_musl) {
         return;
     }
@@ -40,6 +42,9 @@ fn main() {
     match fs::write(&script, NO_UNWIND_TABLES) {
         Ok(()) => println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display()),
         // Not fatal: the binary is only larger.
-        Err(e) => println!("cargo:warning=cannot write {}: {e}; linking with unwind tables", script.display()),
+        Err(e) => println!(
+            "cargo:warning=cannot write {}: {e}; linking with unwind tables",
+            script.display()
+        ),
     }
 }
