@@ -1,5 +1,6 @@
 //! Link settings for the size-optimised board image (`cargo build --profile release-small
-//! --target aarch64-unknown-linux-musl`, or armv7): it links without unwind tables.
+//! --target aarch64-unknown-linux-musl`, or a 32-bit ARM musl target): it links without unwind
+//! tables.
 //!
 //! Why that is safe there: that profile aborts on panic (nothing ever unwinds) and strips
 //! symbols (a backtrace could only print `<unknown>` frames), so the tables served nothing,
