@@ -91,12 +91,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             phases.optimizer.push(optimizer_ms);
         }
     }
-    times.sort_by(f64::total_cmp);
+    let step_median = median(&mut times); // sorts: times[0] is the fastest step
     let report = serde_json::json!({
         "implementation": "floodtrain (burn 0.22, flex CPU backend)",
         "preset": args.preset, "mode": args.mode, "batch": args.batch, "size": args.size,
         "trainable_params": counts.trainable,
-        "step_ms_median": times[times.len() / 2],
+        "step_ms_median": step_median,
         "step_ms_min": times[0],
         "steps": times.len(),
         "phase_ms_median": {
