@@ -93,7 +93,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let step_median = median(&mut times); // sorts: times[0] is the fastest step
     let report = serde_json::json!({
-        "implementation": "floodtrain (burn 0.22, flex CPU backend)",
+        "implementation": format!("floodtrain (burn 0.22, --device {})", args.device.device),
         "preset": args.preset, "mode": args.mode, "batch": args.batch, "size": args.size,
         "trainable_params": counts.trainable,
         "step_ms_median": step_median,
